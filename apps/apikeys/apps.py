@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ApikeysConfig(AppConfig):
+    name = "apps.apikeys"
+    label = "apikeys"

@@ -1,0 +1,206 @@
+"""The ingest pipeline: limits → validation → one batched insert (acknowledged = stored)."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.cache import cache
+
+from apps.apikeys.services import KeyPrincipal
+from apps.ingest.batcher import get_batcher
+from apps.ingest.native import Limits, Rejection, validate_spans
+from apps.ingest.ratelimit import limiter
+from kriyplatform.errors import AppError
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+
+
+class UnsupportedMedia(AppError):
+    status_code = 415
+
+
+class RateLimited(AppError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": [r.as_dict() for r in self.rejected]}
+
+
+def decompress(body: bytes, encoding: str) -> bytes:
+    """Inflate at most MAX_DECOMPRESSED_BYTES: a gzip bomb is refused without inflating past it."""
+    encoding = (encoding or "identity").strip().lower()
+    limit = settings.KRIY_INGEST["MAX_DECOMPRESSED_BYTES"]
+    if encoding in ("", "identity"):
+        data = body
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        wbits = 31 if encoding != "deflate" else 15
+        d = zlib.decompressobj(wbits=wbits)
+        try:
+            data = d.decompress(body, limit + 1)
+            if len(data) > limit or d.unconsumed_tail:
+                raise PayloadTooLarge(f"body: over {limit} bytes once decompressed")
+            data += d.flush(limit + 1 - len(data))
+        except zlib.error as exc:
+            raise AppError(f"body: not valid {encoding} data ({exc})") from exc
+        if not d.eof:
+            raise AppError(f"body: truncated {encoding} stream")
+    else:
+        raise UnsupportedMedia(
+            f"Content-Encoding: {encoding} is not supported; use gzip, deflate or none"
+        )
+    if len(data) > limit:
+        raise PayloadTooLarge(f"body: over {limit} bytes")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class OrgLimits:
+    retention_days: int
+    monthly_quota: int
+
+
+def org_limits(organization_id: int) -> OrgLimits:
+    key = f"kriy:org-limits:{organization_id}"
+    cached = cache.get(key)
+    if cached is None:
+        from apps.orgs.models import Organization
+
+        org = Organization.objects.only("retention_days", "monthly_span_quota").get(
+            pk=organization_id
+        )
+        cached = (org.retention_days, org.monthly_span_quota)
+        cache.set(key, cached, 60)
+    return OrgLimits(*cached)
+
+
+def check_rate(principal: KeyPrincipal, n_spans: int) -> None:
+    decision = limiter().take(f"org:{principal.organization_id}", max(1, n_spans))
+    if not decision.allowed:
+        raise RateLimited(
+            f"rate limit: this organization's ingest rate ({settings.KRIY_RATE_LIMIT_SPANS_PER_SEC} spans/s) is spent; retry after {decision.retry_after}s",
+            decision.retry_after,
+        )
+    check_quota(principal, n_spans)
+
+
+def check_quota(principal: KeyPrincipal, n_spans: int) -> None:
+    from apps.spans.selectors import org_month_usage
+
+    limits = org_limits(principal.organization_id)
+    used = org_month_usage(principal.organization_id)
+    if used + n_spans > limits.monthly_quota:
+        now = datetime.now(UTC)
+        nxt = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+        raise RateLimited(
+            f"quota: this organization's monthly quota of {limits.monthly_quota} spans is used up; it renews on {nxt:%Y-%m-%d}",
+            int((nxt - now).total_seconds()) + 1,
+        )
+
+
+def _ts(ns: int) -> str:
+    s, n = divmod(ns, 1_000_000_000)
+    return f"{s}.{n:09d}"
+
+
+def encode_rows(
+    rows: list[dict[str, Any]], *, project_id: int, retention_days: int, version: int
+) -> bytes:
+    """JSONEachRow for the spans table: every value travels as data, never as SQL."""
+    now = int(time.time())
+    dumps = orjson.dumps
+    out = []
+    for r in rows:
+        start, end = r["start_ns"], r["end_ns"]
+        out.append(
+            dumps(
+                {
+                    "project_id": project_id,
+                    "trace_id": r["trace_id"],
+                    "span_id": r["span_id"],
+                    "parent_span_id": r["parent_span_id"],
+                    "session_id": r["session_id"],
+                    "agent": r["agent"],
+                    "name": r["name"],
+                    "kind": r["kind"],
+                    "start_time": _ts(start),
+                    "end_time": _ts(end),
+                    "duration_ns": end - start,
+                    "status": r["status"],
+                    "status_message": r["status_message"],
+                    "input": r["input"],
+                    "output": r["output"],
+                    "attributes": dumps(r["attributes"]).decode() if r["attributes"] else "{}",
+                    "events": dumps(r["events"]).decode() if r["events"] else "[]",
+                    "result_partial": r["result_partial"],
+                    "retry_attempt": r["retry_attempt"],
+                    "retry_reason": r["retry_reason"],
+                    "constraints": r["constraints"],
+                    "context_required": r["context_required"],
+                    "context_present": r["context_present"],
+                    "state_key": r["state_key"],
+                    "state_version": r["state_version"],
+                    "state_op": r["state_op"],
+                    "invoke_agent": r["invoke_agent"],
+                    "model": r["model"],
+                    "provider": r["provider"],
+                    "tokens_in": r["tokens_in"],
+                    "tokens_out": r["tokens_out"],
+                    "cost_usd": r["cost_usd"],
+                    "retention_days": retention_days,
+                    "ingested_at": now,
+                    "version": version,
+                }
+            )
+        )
+    out.append(b"")
+    return b"\n".join(out)
+
+
+def spans_store(*, principal: KeyPrincipal, rows: list[dict[str, Any]]) -> None:
+    """Insert validated rows; returns once the span store has them (raises otherwise)."""
+    if not rows:
+        return
+    limits = org_limits(principal.organization_id)
+    data = encode_rows(
+        rows,
+        project_id=principal.project_id,
+        retention_days=limits.retention_days,
+        version=time.time_ns(),
+    )
+    get_batcher().submit(data, len(rows))
+    from apps.spans.selectors import note_ingested
+
+    note_ingested(principal.organization_id, len(rows))
+
+
+def spans_ingest(*, principal: KeyPrincipal, spans: Any) -> IngestResult:
+    """Native spans of one request: validate each, store the valid ones, report the others."""
+    if type(spans) is not list:
+        raise AppError('spans: the body must be {"spans": [span, …]}', field="spans")
+    max_spans = settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"]
+    if len(spans) > max_spans:
+        raise PayloadTooLarge(
+            f"spans: at most {max_spans} spans per request, got {len(spans)}", field="spans"
+        )
+    check_rate(principal, len(spans))
+    rows, rejected = validate_spans(spans, Limits.from_settings())
+    spans_store(principal=principal, rows=rows)
+    return IngestResult(len(rows), rejected)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SpansConfig(AppConfig):
+    name = "apps.spans"
+    label = "spans"

@@ -1,0 +1,288 @@
+"""The one way into the span store.
+
+Two transports share one SQL dialect: embedded chDB (``chdb://<dir>``) and a ClickHouse server
+through clickhouse-connect (``http(s)://…``). Values are always bound as server-side parameters
+(``{name:Type}``) and never formatted into SQL. Tenant queries go through ``ch_select``, which
+requires the project id and refuses SQL that does not filter on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlparse
+
+import orjson
+from django.conf import settings
+
+from kriyplatform.errors import SpanStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+TENANT_FILTER = "project_id = {project_id:UInt64}"
+
+
+class ClickHouseError(Exception):
+    """A query the span store refused (bad SQL or data), as opposed to the store being down."""
+
+
+class Transport(Protocol):
+    database: str
+
+    def query(self, sql: str, params: Mapping[str, Any], fmt: str) -> bytes: ...
+
+    def insert(self, table: str, data: bytes, fmt: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter values in ClickHouse's text format (what clickhouse-connect does for server binding).
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return format_param(value)
+
+
+def format_param(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return "[" + ",".join(_quote(v) for v in value) + "]"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return str(value)
+
+
+class ChdbTransport:
+    """Embedded chDB. The engine is opened lazily, once per process, only when spans are served.
+
+    chDB locks its data directory to one process, so nothing opens it at import time: management
+    commands that do not touch spans keep working while the server runs.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: str, database: str):
+        self.path = path
+        self.database = database
+        self._local = threading.local()
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            import chdb
+
+            with self._lock:
+                try:
+                    conn = chdb.connect(self.path)
+                except (
+                    Exception
+                ) as exc:  # the directory is locked by another process, or unreadable
+                    raise SpanStoreUnavailable(f"cannot open chDB at {self.path}: {exc}") from exc
+                try:
+                    conn.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+                except Exception as exc:
+                    raise SpanStoreUnavailable(str(exc)) from exc
+            self._local.conn = conn
+        return conn
+
+    def query(self, sql: str, params: Mapping[str, Any], fmt: str) -> bytes:
+        conn = self._conn()
+        try:
+            res = conn.query(
+                sql, fmt, params={k: format_param(v) for k, v in params.items()} if params else None
+            )
+        except Exception as exc:
+            raise ClickHouseError(str(exc)) from exc
+        return res.bytes() if hasattr(res, "bytes") else (res or b"")
+
+    def insert(self, table: str, data: bytes, fmt: str) -> None:
+        conn = self._conn()
+        try:
+            with conn.send_insert(f"INSERT INTO {self.database}.{table}", fmt) as ins:
+                ins.append(data)
+                ins.finish()
+        except Exception as exc:
+            raise ClickHouseError(str(exc)) from exc
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class HttpTransport:
+    """A ClickHouse server through clickhouse-connect; inserts use async inserts that wait."""
+
+    def __init__(self, url: str, database: str):
+        u = urlparse(url)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        self.database = (u.path or "").strip("/") or database
+        self._kwargs = {
+            "host": u.hostname or "localhost",
+            "port": u.port or (8443 if u.scheme == "https" else 8123),
+            "username": u.username or "default",
+            "password": u.password or "",
+            "secure": u.scheme == "https",
+            "connect_timeout": float(q.get("connect_timeout", 5)),
+            "send_receive_timeout": float(q.get("timeout", 60)),
+        }
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import clickhouse_connect
+
+            try:
+                client = clickhouse_connect.get_client(
+                    **self._kwargs, autogenerate_session_id=False
+                )
+            except Exception as exc:
+                raise SpanStoreUnavailable(str(exc)) from exc
+            self._local.client = client
+        return client
+
+    def query(self, sql: str, params: Mapping[str, Any], fmt: str) -> bytes:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        try:
+            return self._client().raw_query(sql, parameters=dict(params or {}), fmt=fmt)
+        except OperationalError as exc:
+            raise SpanStoreUnavailable(str(exc)) from exc
+        except DatabaseError as exc:
+            raise ClickHouseError(str(exc)) from exc
+
+    def insert(self, table: str, data: bytes, fmt: str) -> None:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        try:
+            self._client().raw_insert(
+                f"{self.database}.{table}",
+                insert_block=data,
+                fmt=fmt,
+                settings={"async_insert": 1, "wait_for_async_insert": 1},
+            )
+        except OperationalError as exc:
+            raise SpanStoreUnavailable(str(exc)) from exc
+        except DatabaseError as exc:
+            raise ClickHouseError(str(exc)) from exc
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
+
+
+_transport: Transport | None = None
+_transport_lock = threading.Lock()
+# Test hook: when set, every call raises SpanStoreUnavailable (fault injection without mocks of
+# the engine: the transport is never reached).
+_outage: str | None = None
+
+
+def transport() -> Transport:
+    global _transport
+    if _transport is None:
+        with _transport_lock:
+            if _transport is None:
+                url = settings.CLICKHOUSE_URL
+                if url.startswith("chdb://"):
+                    _transport = ChdbTransport(url[len("chdb://") :], settings.CLICKHOUSE_DATABASE)
+                elif url.startswith(("http://", "https://")):
+                    _transport = HttpTransport(url, settings.CLICKHOUSE_DATABASE)
+                else:
+                    raise ValueError(
+                        f"CLICKHOUSE_URL: expected chdb://<dir> or http(s)://…, got {url!r}"
+                    )
+    return _transport
+
+
+def set_outage(reason: str | None) -> None:
+    """Make the span store unavailable (``reason``) or available again (None)."""
+    global _outage
+    _outage = reason
+
+
+def _check() -> Transport:
+    if _outage is not None:
+        raise SpanStoreUnavailable(_outage)
+    return transport()
+
+
+def db() -> str:
+    return transport().database
+
+
+def _render(sql: str) -> str:
+    # Table names are code constants, never user input: ``{db}`` is the database placeholder.
+    return sql.replace("{db}", db())
+
+
+def ch_select(
+    sql: str, *, project_id: int, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of a tenant query. The SQL must filter on ``project_id = {project_id:UInt64}``."""
+    return orjson_rows(ch_raw(sql, project_id=project_id, params=params, fmt="JSONEachRow"))
+
+
+def ch_raw(
+    sql: str, *, project_id: int, params: Mapping[str, Any] | None = None, fmt: str = "JSONEachRow"
+) -> bytes:
+    if not isinstance(project_id, int) or isinstance(project_id, bool):
+        raise TypeError("ch_select needs the project id")
+    if TENANT_FILTER not in sql:
+        raise ValueError("tenant query without the project filter: " + sql[:120])
+    bound = dict(params or {})
+    bound["project_id"] = project_id
+    return _check().query(_render(sql), bound, fmt)
+
+
+def ch_system(
+    sql: str, params: Mapping[str, Any] | None = None, fmt: str = "JSONEachRow"
+) -> list[dict[str, Any]]:
+    """A query that is not about one tenant: DDL, migrations, the judge's new-trace scan.
+
+    Callers are listed in tests/test_clickhouse_tenancy.py; anything new must be justified there.
+    """
+    data = _check().query(_render(sql), dict(params or {}), fmt)
+    return orjson_rows(data) if fmt == "JSONEachRow" else [{"raw": data}]
+
+
+def ch_insert(table: str, data: bytes, fmt: str = "JSONEachRow") -> None:
+    """Insert pre-encoded rows. Rows carry their own project id; nothing is interpolated."""
+    if not data:
+        return
+    _check().insert(table, data, fmt)
+
+
+def orjson_rows(data: bytes) -> list[dict[str, Any]]:
+    if not data:
+        return []
+    return [orjson.loads(line) for line in data.splitlines() if line]
+
+
+def reset_transport_for_tests() -> None:
+    global _transport
+    _transport = None
+
+
+__all__: Sequence[str] = [
+    "ClickHouseError",
+    "ch_insert",
+    "ch_raw",
+    "ch_select",
+    "ch_system",
+    "set_outage",
+    "transport",
+]

@@ -1,0 +1,74 @@
+"""Numbered ClickHouse migrations: ``kriyplatform/clickhouse/migrations/NNNN_name.py``.
+
+Each module holds ``operations``: functions of the cluster layout returning SQL statements.
+Applied migrations are recorded in ``kriy_migrations`` in the span store itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from kriyplatform.clickhouse.client import ch_system
+from kriyplatform.clickhouse.ddl import Layout
+
+PACKAGE = "kriyplatform.clickhouse.migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    operations: list[Callable[[Layout], list[str]]]
+
+    def statements(self, layout: Layout) -> list[str]:
+        return [sql for op in self.operations for sql in op(layout)]
+
+
+def layout() -> Layout:
+    return Layout(cluster=settings.CLICKHOUSE_CLUSTER)
+
+
+def all_migrations() -> list[Migration]:
+    pkg = importlib.import_module(PACKAGE)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name[:4].isdigit())
+    return [Migration(n, list(importlib.import_module(f"{PACKAGE}.{n}").operations)) for n in names]
+
+
+def _ensure_ledger(lay: Layout) -> None:
+    ch_system(
+        f"CREATE TABLE IF NOT EXISTS {{db}}.kriy_migrations{lay.on_cluster} "
+        "(name String, applied_at DateTime DEFAULT now()) ENGINE = "
+        f"{lay.engine('kriy_migrations', family='ReplacingMergeTree')} ORDER BY name",
+        fmt="TabSeparated",
+    )
+
+
+def applied() -> set[str]:
+    lay = layout()
+    _ensure_ledger(lay)
+    return {r["name"] for r in ch_system("SELECT name FROM {db}.kriy_migrations FINAL")}
+
+
+def plan() -> list[tuple[Migration, list[str]]]:
+    done = applied()
+    lay = layout()
+    return [(m, m.statements(lay)) for m in all_migrations() if m.name not in done]
+
+
+def migrate(progress: Callable[[str], None] = lambda _m: None) -> list[str]:
+    names = []
+    for migration, statements in plan():
+        progress(f"applying {migration.name} ({len(statements)} statements)")
+        for sql in statements:
+            ch_system(sql, fmt="TabSeparated")
+        ch_system(
+            "INSERT INTO {db}.kriy_migrations (name) VALUES ({name:String})",
+            {"name": migration.name},
+            fmt="TabSeparated",
+        )
+        names.append(migration.name)
+    return names

@@ -1,0 +1,55 @@
+"""Cross-cutting HTTP behaviour: security headers and 503 (not 500) when a store is down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+
+from kriyplatform.errors import RELATIONAL_OUTAGE, SpanStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.KRIY_CSP)
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
+        )
+        return response
+
+
+class ServiceUnavailableMiddleware:
+    """A store outage is a 503 with Retry-After, for pages and APIs alike."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if isinstance(exc, SpanStoreUnavailable):
+            what = "span store"
+        elif isinstance(exc, RELATIONAL_OUTAGE):
+            what = "database"
+        else:
+            return None
+        log.warning("%s unavailable while serving %s: %s", what, request.path, exc)
+        if request.path.startswith(("/api/", "/v1/")):
+            response: HttpResponse = JsonResponse(
+                {"error": f"the {what} is unavailable; retry later"}, status=503
+            )
+        else:
+            response = TemplateResponse(request, "503.html", {"what": what}, status=503)
+            response.render()
+        response["Retry-After"] = "5"
+        return response
