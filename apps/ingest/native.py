@@ -392,6 +392,7 @@ def validate_spans(
         seen[key] = i
         rows.append(row)
     inherit_sessions(rows)
+    resolve_invoke_agent(rows)
     return rows, rejected
 
 
@@ -405,3 +406,19 @@ def inherit_sessions(rows: list[dict[str, Any]]) -> None:
                 s = roots.get(r["trace_id"])
                 if s:
                     r["session_id"] = s
+
+
+def resolve_invoke_agent(rows: list[dict[str, Any]]) -> None:
+    """spans.md §1: an OTLP ``invoke_agent`` span is a handoff when the invoked agent differs
+    from its parent span's agent. Decided here when the parent is in the same batch; the judge
+    decides again over the whole trace (the flag stays on the row)."""
+    flagged = [
+        r for r in rows if r["invoke_agent"] and r["parent_span_id"] and r["kind"] == "agent"
+    ]
+    if not flagged:
+        return
+    agents = {(r["trace_id"], r["span_id"]): r["agent"] for r in rows}
+    for r in flagged:
+        parent_agent = agents.get((r["trace_id"], r["parent_span_id"]))
+        if parent_agent is not None and parent_agent != r["agent"]:
+            r["kind"] = "handoff"

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from django.core.cache import cache
 
+from apps.ingest.native import resolve_invoke_agent
 from kriyplatform.clickhouse.client import ch_select
 from kriyplatform.errors import AppError, NotFound
 
@@ -164,7 +165,8 @@ def judgements_for(*, project_id: int, trace_ids: list[str]) -> dict[str, dict[s
 
 SPAN_FIELDS = """trace_id, span_id, parent_span_id, session_id, agent, name, kind,
     toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns,
-    status, status_message, input, output, attributes, events, model, provider, tokens_in, tokens_out, cost_usd"""
+    status, status_message, input, output, attributes, events, model, provider, tokens_in, tokens_out, cost_usd,
+    invoke_agent"""
 
 
 def _loads(text: str, default: Any) -> Any:
@@ -247,6 +249,7 @@ def trace_get(*, project_id: int, trace_id: str) -> dict[str, Any]:
     rows = trace_spans(project_id=project_id, trace_id=trace_id.lower())
     if not rows:
         raise NotFound("trace not found")
+    resolve_invoke_agent(rows)
     judgement = trace_judgement(project_id=project_id, trace_id=trace_id.lower())
     return {
         "trace_id": trace_id.lower(),

@@ -80,9 +80,10 @@ def span_sets(draw: st.DrawFn) -> list[Span]:
     # rarer detectors (tool_loop, stale_state) to fire.
     names = NAMES[: draw(st.integers(1, len(NAMES)))]
     inputs = INPUTS[: draw(st.integers(2, len(INPUTS)))]
-    sessions = draw(st.sampled_from([["s1"], ["s1", ""], SESSIONS]))
+    sessions = draw(st.sampled_from([[""], ["s1"], ["s1", ""], SESSIONS]))
     times = list(range(draw(st.sampled_from([4, 13]))))
     kinds = draw(st.sampled_from([KINDS, ["tool", "tool", "tool", "handoff", "step"]]))
+    state_ops = draw(st.sampled_from([["", "read", "write"], ["read", "write"]]))
     spans: list[Span] = []
     for t in range(draw(st.integers(1, 4))):
         trace_id = f"{t + 1:032x}"
@@ -94,7 +95,7 @@ def span_sets(draw: st.DrawFn) -> list[Span]:
             else:
                 parent = b.pick([sid(p) for p in range(1, n)] + ["", sid(99)])
             start = b.pick(times)
-            state_op = b.pick(["", "read", "write"])
+            state_op = b.pick(state_ops)
             spans.append(
                 Span(
                     trace_id=trace_id,

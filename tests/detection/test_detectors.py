@@ -701,6 +701,13 @@ def test_canonical_json_is_compact_with_sorted_keys() -> None:
         '{"a":{"y":"z"},"b":[1.5,true,null]}'
     )
     assert canonical_json("not json") == "not json"
+    assert [canonical_json(n) for n in ("1.0", "1E2", "-2.50", "1e-30", "1e30")] == [
+        "1",
+        "100",
+        "-2.5",
+        "1e-30",
+        "1e30",
+    ]
 
 
 # --------------------------------------------------------------------------- contracts
