@@ -5,3 +5,4 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 os.environ.setdefault("KRIY_DEMO", "0")
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")

@@ -146,7 +146,7 @@ else:
     }
 
 # --- celery -----------------------------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://localhost/"
 CELERY_EMBEDDED = CELERY_BROKER_URL.startswith("memory://")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
@@ -157,6 +157,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Tests run tasks inline by default; the worker tests start a real worker on Redis instead.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # How often the judge runs, in seconds (embedded: a few seconds; production: 30 s).
 KRIY_DETECT_INTERVAL = float(

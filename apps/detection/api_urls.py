@@ -1,3 +1,5 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from apps.detection import api
+
+urlpatterns = [path("contracts", api.ContractsApi.as_view(), name="api-contracts")]

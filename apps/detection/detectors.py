@@ -528,7 +528,7 @@ def _contract_findings(
     completed: bool,
     findings: list[Finding],
 ) -> None:
-    if contract.required_steps:
+    if completed and contract.required_steps:
         seen = set(map(_name, spans))
         missing = [step for step in contract.required_steps if step not in seen]
         if missing:

@@ -1,7 +1,8 @@
 """ClickHouse DDL of the judge's output: one row per judged trace, its findings inline.
 
 Keeping a trace's findings in arrays on its judgement row makes re-judging a plain replace: the
-newest ``judged_version`` wins, so findings that no longer hold disappear with the old row.
+newest ``judged_version`` wins, so findings that no longer hold disappear with the old row. The
+row also carries the root's summary, so it is the trace index: lists, sessions and rollups read it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def judgements_table(layout: Layout) -> list[str]:
     finding_span_ids Array(String),
     finding_types Array(LowCardinality(String)),
     finding_span_names Array(String),
+    finding_agents Array(String),
     finding_messages Array(String),
     retention_days UInt16,
     judged_at DateTime,
     judged_version UInt64,
     INDEX idx_start start_time TYPE minmax GRANULARITY 1,
-    INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 2
+    INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 2,
+    INDEX idx_agent agent TYPE set(1024) GRANULARITY 2
 ) ENGINE = {layout.engine("trace_judgements", version="judged_version")}
 ORDER BY (project_id, trace_id)
 TTL judged_at + toIntervalDay(retention_days)""",

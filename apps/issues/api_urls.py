@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from apps.issues import api
+
+urlpatterns = [
+    path("issues", api.IssueListApi.as_view(), name="api-issues"),
+    path("issues/<int:issue_id>", api.IssueDetailApi.as_view(), name="api-issue"),
+    path("issues/<int:issue_id>/actions", api.IssueActionApi.as_view(), name="api-issue-action"),
+]

@@ -68,7 +68,60 @@ class TraceFilters:
     cursor: str | None = None
 
 
-def _trace_item(r: dict[str, Any], judged: dict[str, Any] | None) -> dict[str, Any]:
+def traces_list(
+    *, project_id: int, filters: TraceFilters
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Judged traces newest first (by root start), with the next page's cursor or None.
+
+    The list is the judge's trace index: a trace appears once its root has arrived and the judge
+    has passed (seconds later); until then its spans are readable by id.
+    """
+    limit = filters.limit
+    if not 1 <= limit <= MAX_PAGE:
+        raise AppError(f"limit: must be between 1 and {MAX_PAGE}", field="limit")
+    if filters.outcome is not None and filters.outcome not in OUTCOMES:
+        raise AppError("outcome: must be failed, defective or clean", field="outcome")
+    where = ["project_id = {project_id:UInt64}"]
+    params: dict[str, Any] = {"limit": limit + 1}
+    for name, value, cond in (
+        ("agent", filters.agent, "agent = {agent:String}"),
+        ("session_id", filters.session_id, "session_id = {session_id:String}"),
+        ("outcome", filters.outcome, "outcome = {outcome:String}"),
+        ("since", filters.since_ns, "start_time >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')"),
+        ("until", filters.until_ns, "start_time < fromUnixTimestamp64Nano({until:Int64}, 'UTC')"),
+        (
+            "q",
+            filters.q,
+            "(positionCaseInsensitiveUTF8(name, {q:String}) > 0 OR positionCaseInsensitiveUTF8(agent, {q:String}) > 0)",
+        ),
+    ):
+        if value is not None and value != "":
+            where.append(cond)
+            params[name] = value
+    if filters.cursor:
+        c_start, c_trace = decode_cursor(filters.cursor)
+        where.append(
+            "(toUnixTimestamp64Nano(start_time), trace_id) < ({c_start:Int64}, {c_trace:String})"
+        )
+        params["c_start"], params["c_trace"] = c_start, c_trace
+    rows = ch_select(
+        f"""SELECT {TRACE_FIELDS}
+        FROM {{db}}.trace_judgements FINAL
+        WHERE {" AND ".join(where)}
+        ORDER BY start_time DESC, trace_id DESC LIMIT {{limit:UInt32}}""",
+        project_id=project_id,
+        params=params,
+    )
+    page = rows[:limit]
+    nxt = encode_cursor(page[-1]["start_ns"], page[-1]["trace_id"]) if len(rows) > limit else None
+    return [trace_item(r) for r in page], nxt
+
+
+TRACE_FIELDS = """trace_id, agent, session_id, name, toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns,
+    status, outcome, length(finding_types) AS finding_count"""
+
+
+def trace_item(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "trace_id": r["trace_id"],
         "agent": r["agent"],
@@ -77,88 +130,9 @@ def _trace_item(r: dict[str, Any], judged: dict[str, Any] | None) -> dict[str, A
         "start_time": rfc3339(r["start_ns"]),
         "duration_ms": round(r["duration_ns"] / 1e6, 3),
         "status": r["status"],
-        "outcome": judged["outcome"] if judged else None,
-        "finding_count": judged["finding_count"] if judged else 0,
+        "outcome": r["outcome"],
+        "finding_count": r["finding_count"],
     }
-
-
-def traces_list(
-    *, project_id: int, filters: TraceFilters
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Traces newest first (by root start), with the next page's cursor or None."""
-    if filters.outcome is not None and filters.outcome not in OUTCOMES:
-        raise AppError("outcome: must be failed, defective or clean", field="outcome")
-    limit = filters.limit
-    if not 1 <= limit <= MAX_PAGE:
-        raise AppError(f"limit: must be between 1 and {MAX_PAGE}", field="limit")
-    where = ["project_id = {project_id:UInt64}"]
-    params: dict[str, Any] = {"limit": limit + 1}
-    if filters.agent:
-        where.append("agent = {agent:String}")
-        params["agent"] = filters.agent
-    if filters.session_id:
-        where.append("session_id = {session_id:String}")
-        params["session_id"] = filters.session_id
-    if filters.since_ns is not None:
-        where.append("start_time >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')")
-        params["since"] = filters.since_ns
-    if filters.until_ns is not None:
-        where.append("start_time < fromUnixTimestamp64Nano({until:Int64}, 'UTC')")
-        params["until"] = filters.until_ns
-    if filters.q:
-        where.append(
-            "(positionCaseInsensitiveUTF8(name, {q:String}) > 0 OR positionCaseInsensitiveUTF8(agent, {q:String}) > 0)"
-        )
-        params["q"] = filters.q
-    if filters.cursor:
-        c_start, c_trace = decode_cursor(filters.cursor)
-        where.append(
-            "(toUnixTimestamp64Nano(start_time), trace_id) < ({c_start:Int64}, {c_trace:String})"
-        )
-        params["c_start"], params["c_trace"] = c_start, c_trace
-    cond = " AND ".join(where)
-    if filters.outcome:
-        params["outcome"] = filters.outcome
-        rows = ch_select(
-            f"""SELECT trace_id, agent, session_id, name, toUnixTimestamp64Nano(start_time) AS start_ns,
-                   duration_ns, status, outcome, length(finding_types) AS finding_count
-            FROM {{db}}.trace_judgements FINAL
-            WHERE {cond} AND outcome = {{outcome:String}}
-            ORDER BY start_time DESC, trace_id DESC LIMIT {{limit:UInt32}}""",
-            project_id=project_id,
-            params=params,
-        )
-        judged = {r["trace_id"]: r for r in rows}
-    else:
-        rows = ch_select(
-            f"""SELECT trace_id, agent, session_id, name, toUnixTimestamp64Nano(start_time) AS start_ns,
-                   duration_ns, status
-            FROM {{db}}.traces FINAL
-            WHERE {cond}
-            ORDER BY start_time DESC, trace_id DESC LIMIT {{limit:UInt32}}""",
-            project_id=project_id,
-            params=params,
-        )
-        judged = judgements_for(
-            project_id=project_id, trace_ids=[r["trace_id"] for r in rows[:limit]]
-        )
-    page = rows[:limit]
-    items = [_trace_item(r, judged.get(r["trace_id"])) for r in page]
-    nxt = encode_cursor(page[-1]["start_ns"], page[-1]["trace_id"]) if len(rows) > limit else None
-    return items, nxt
-
-
-def judgements_for(*, project_id: int, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not trace_ids:
-        return {}
-    rows = ch_select(
-        """SELECT trace_id, outcome, length(finding_types) AS finding_count
-        FROM {db}.trace_judgements FINAL
-        WHERE project_id = {project_id:UInt64} AND trace_id IN {ids:Array(String)}""",
-        project_id=project_id,
-        params={"ids": trace_ids},
-    )
-    return {r["trace_id"]: r for r in rows}
 
 
 # --- one trace ----------------------------------------------------------------------------------
@@ -219,7 +193,7 @@ def trace_spans(*, project_id: int, trace_id: str) -> list[dict[str, Any]]:
 
 def trace_judgement(*, project_id: int, trace_id: str) -> dict[str, Any] | None:
     rows = ch_select(
-        """SELECT outcome, finding_span_ids, finding_types, finding_messages, finding_span_names, session_id
+        """SELECT outcome, finding_span_ids, finding_types, finding_messages, finding_span_names, finding_agents, session_id
         FROM {db}.trace_judgements FINAL
         WHERE project_id = {project_id:UInt64} AND trace_id = {trace_id:String}""",
         project_id=project_id,
@@ -268,17 +242,16 @@ def session_get(*, project_id: int, session_id: str) -> dict[str, Any]:
     if not session_id or len(session_id) > 256:
         raise NotFound("session not found")
     rows = ch_select(
-        """SELECT trace_id, agent, session_id, name, toUnixTimestamp64Nano(start_time) AS start_ns, duration_ns, status
-        FROM {db}.traces FINAL
-        WHERE project_id = {project_id:UInt64} AND session_id = {session_id:String}
+        f"""SELECT {TRACE_FIELDS}
+        FROM {{db}}.trace_judgements FINAL
+        WHERE project_id = {{project_id:UInt64}} AND session_id = {{session_id:String}}
         ORDER BY start_time, trace_id""",
         project_id=project_id,
         params={"session_id": session_id},
     )
     if not rows:
         raise NotFound("session not found")
-    judged = judgements_for(project_id=project_id, trace_ids=[r["trace_id"] for r in rows])
-    traces = [_trace_item(r, judged.get(r["trace_id"])) for r in rows]
+    traces = [trace_item(r) for r in rows]
     return {
         "session_id": session_id,
         "outcome": worst_outcome([t["outcome"] for t in traces]),
@@ -287,20 +260,30 @@ def session_get(*, project_id: int, session_id: str) -> dict[str, Any]:
 
 
 def sessions_list(
-    *, project_id: int, agent: str | None = None, limit: int = 50, offset: int = 0
+    *,
+    project_id: int,
+    agent: str | None = None,
+    outcome: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Recent sessions with their trace counts and time span (for the session browser)."""
+    """Recent sessions with their trace counts, agents, time span and worst outcome."""
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    extra = ""
+    extra = having = ""
     if agent:
         extra = " AND agent = {agent:String}"
         params["agent"] = agent
+    if outcome:
+        having = " HAVING worst = {outcome:String}"
+        params["outcome"] = outcome
     return ch_select(
         f"""SELECT session_id, count() AS traces, groupUniqArray(agent) AS agents,
-               toUnixTimestamp64Nano(min(start_time)) AS first_ns, toUnixTimestamp64Nano(max(start_time)) AS last_ns
-        FROM {{db}}.traces FINAL
+               toUnixTimestamp64Nano(min(start_time)) AS first_ns, toUnixTimestamp64Nano(max(start_time)) AS last_ns,
+               multiIf(countIf(outcome = 'failed') > 0, 'failed', countIf(outcome = 'defective') > 0, 'defective', 'clean') AS worst
+        FROM {{db}}.trace_judgements FINAL
         WHERE project_id = {{project_id:UInt64}} AND session_id != ''{extra}
-        GROUP BY session_id ORDER BY last_ns DESC, session_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
+        GROUP BY session_id{having}
+        ORDER BY last_ns DESC, session_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
         project_id=project_id,
         params=params,
     )
@@ -315,9 +298,10 @@ def _month_start() -> str:
 
 
 def project_month_ingested(*, project_id: int) -> int:
+    """Distinct spans that arrived this month (a re-send within the month counts once)."""
     rows = ch_select(
-        """SELECT sum(spans) AS n FROM {db}.ingest_usage
-        WHERE project_id = {project_id:UInt64} AND month = toDate({month:String})""",
+        """SELECT uniqExact(trace_id, span_id) AS n FROM {db}.spans
+        WHERE project_id = {project_id:UInt64} AND ingested_at >= toDateTime({month:String}, 'UTC')""",
         project_id=project_id,
         params={"month": _month_start()},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 
 import pytest
@@ -979,3 +980,16 @@ def test_large_trace_is_judged_without_quadratic_blowup() -> None:
     [v] = judge(spans)
     assert time.perf_counter() - t0 < 2.0
     assert {f.type for f in v.findings} >= {"tool_loop", "retry_reason_lost", "stale_state"}
+
+
+def test_judge_restores_the_garbage_collectors_state() -> None:
+    # judge pauses the cyclic collector while it runs; it must leave it as it found it.
+    assert gc.isenabled()
+    judge([root()])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        judge([root()])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

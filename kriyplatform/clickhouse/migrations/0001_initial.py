@@ -1,6 +1,6 @@
-"""Spans, the trace index, arrivals, ingest usage and trace judgements."""
+"""The spans table and the judge's trace judgements."""
 
 from apps.detection.sql import judgements_table
-from apps.spans.sql import arrivals_table, spans_table, traces_table, usage_table
+from apps.spans.sql import spans_table
 
-operations = [spans_table, traces_table, arrivals_table, usage_table, judgements_table]
+operations = [spans_table, judgements_table]

@@ -1,0 +1,129 @@
+"""Ingest throughput: realistic agent traffic over HTTP to a running server (what `make run` starts).
+
+    .venv/bin/python tests/bench/bench_ingest.py [--spans 300000] [--connections 4]
+
+Sends requests of 200-500 spans over 4 concurrent keep-alive connections, native JSON and OTLP
+protobuf, and reports spans/s from the first send until every span is queryable through
+/api/v1/usage, plus the server's peak RSS. Client and server share this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import queue
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from apps.demo.traffic import TrafficGenerator, to_otlp  # noqa: E402
+from tests.bench.harness import Server, machine  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "ingest.json"
+
+
+def make_requests(n_spans: int, fmt: str, seed: int) -> tuple[list[bytes], int]:
+    gen = TrafficGenerator(seed=seed, payload_bytes=900)
+    now = time.time_ns()
+    spans: list[dict] = []
+    for tr in gen.sessions(now - 86_400 * 10**9, now, n_spans // 8):
+        spans.extend(tr)
+        if len(spans) >= n_spans:
+            break
+    spans = spans[:n_spans]
+    rng = random.Random(seed)
+    bodies, i = [], 0
+    while i < len(spans):
+        n = rng.randint(200, 500)
+        chunk = spans[i : i + n]
+        i += n
+        bodies.append(orjson.dumps({"spans": chunk}) if fmt == "native" else to_otlp(chunk).SerializeToString())
+    return bodies, len(spans)
+
+
+def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
+    bodies, total = make_requests(n_spans, fmt, seed=11 if fmt == "native" else 12)
+    avg = sum(map(len, bodies)) / total
+    path, ctype = ("/api/v1/spans", "application/json") if fmt == "native" else ("/v1/traces", "application/x-protobuf")
+    with Server(port=port) as server:
+        key = server.key()
+        work: queue.Queue[bytes] = queue.Queue()
+        for b in bodies:
+            work.put(b)
+        errors: list[str] = []
+
+        def client() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            while True:
+                try:
+                    body = work.get_nowait()
+                except queue.Empty:
+                    return
+                for _attempt in range(10):
+                    conn.request("POST", path, body=body, headers={"Authorization": f"Bearer {key}", "Content-Type": ctype})
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    if resp.status == 200:
+                        break
+                    if resp.status in (429, 503):
+                        time.sleep(float(resp.getheader("Retry-After", "1")))
+                        continue
+                    errors.append(f"{resp.status}: {data[:200]!r}")
+                    break
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent = time.perf_counter() - start
+        while True:
+            stored = server.get("/api/v1/usage", key)["spans"]
+            if stored >= total:
+                break
+            if time.perf_counter() - start > 600:
+                raise RuntimeError(f"only {stored} of {total} spans queryable after 600 s")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        rss = server.peak_rss_mb()
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
+    return {
+        "format": fmt,
+        "spans": total,
+        "requests": len(bodies),
+        "avg_span_bytes": round(avg),
+        "connections": connections,
+        "seconds_to_acknowledged": round(sent, 2),
+        "seconds_to_queryable": round(elapsed, 2),
+        "spans_per_sec": round(total / elapsed),
+        "server_peak_rss_mb": round(rss),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--spans", type=int, default=300_000)
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--formats", default="native,otlp")
+    p.add_argument("--port", type=int, default=8765)
+    a = p.parse_args()
+    results = [run(fmt, a.spans, a.connections, a.port) for fmt in a.formats.split(",")]
+    out = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    for r in results:
+        print(
+            f"{r['format']:>6}: {r['spans']} spans ({r['avg_span_bytes']} B avg) in {r['seconds_to_queryable']} s "
+            f"→ {r['spans_per_sec']} spans/s, server peak RSS {r['server_peak_rss_mb']} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
