@@ -21,7 +21,13 @@ def judge_pending_task() -> dict[str, Any]:
     with task_lock("judge-pending", ttl=660) as held:
         if not held:
             return {"skipped": "another judge pass is running"}
-        return judge_pending().as_dict()
+        stats = judge_pending()
+    if stats.traces:
+        # fresh judgements: bring the rollups (and with them alerts and pages) up to date now
+        from apps.metrics.tasks import rollup_recent_task
+
+        rollup_recent_task.delay()
+    return stats.as_dict()
 
 
 @shared_task(

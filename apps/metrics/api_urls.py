@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from apps.metrics import api
+
+urlpatterns = [
+    path("agents/<str:agent>/weekly", api.AgentWeeklyApi.as_view(), name="api-agent-weekly"),
+    path("summary", api.ProjectSummaryApi.as_view(), name="api-summary"),
+]
