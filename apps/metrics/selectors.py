@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from apps.issues.models import Issue, IssueEvent, IssueStatus
@@ -16,7 +17,7 @@ def rate(num: int, den: int) -> float | None:
 
 
 def improvement(prev: float | None, this: float | None) -> float | None:
-    """spans.md §4: (prev − this) / prev; undefined when either rate is, or prev is 0."""
+    """spans.md §4: (prev - this) / prev; undefined when either rate is, or prev is 0."""
     if prev is None or this is None or prev == 0:
         return None
     return (prev - this) / prev
@@ -77,7 +78,7 @@ def agents_weeks(
     out: dict[str, list[dict[str, Any]]] = {}
     for name in sorted(by_agent):
         rows = [_week_row(s, by_agent[name].get(s)) for s in starts]
-        for prev, this in zip(rows, rows[1:], strict=False):
+        for prev, this in pairwise(rows):
             this["improvement"] = improvement(prev["issue_rate"], this["issue_rate"])
         for row in rows:
             for kind, n in events.get((name, row["week_start"]), {}).items():

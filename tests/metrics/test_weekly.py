@@ -67,9 +67,9 @@ def test_weekly_api_matches_the_definitions(tenant_a) -> None:
         + make("support", 0, "clean")
     )
     # week 1: 5 traces, 1 defective → 0.2; improvement (0.5-0.2)/0.5 = 0.6
-    spans += make("support", 1, "defective", "c") + sum(
-        (make("support", 1, "clean", "c") for _ in range(4)), []
-    )
+    spans += make("support", 1, "defective", "c")
+    for _ in range(4):
+        spans += make("support", 1, "clean", "c")
     # week 2: nothing for support; planner has one clean trace
     spans += make("planner", 2, "clean", "p")
     api = tenant_a.api()
