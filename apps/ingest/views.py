@@ -203,3 +203,46 @@ def _otlp_error_for(
 def otlp_traces(request: HttpRequest) -> HttpResponse:
     # Error bodies are google.rpc.Status in the request's encoding (protobuf when unknown).
     return _guarded(_otlp, lambda m, s, h: _otlp_error(m, s, h, _otlp_ctype(request)))(request)
+
+
+import gc as _gc  # noqa: E402
+import os as _os  # noqa: E402
+import time as _time  # noqa: E402
+
+_gcstat = {"t": 0.0, "n": [0, 0, 0], "s": 0.0}
+
+
+def _gccb(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gcstat["s"] = _time.perf_counter()
+    else:
+        _gcstat["t"] += _time.perf_counter() - _gcstat["s"]
+        _gcstat["n"][info["generation"]] += 1
+
+
+if _os.environ.get("XGC_FREEZE"):
+    _gc.collect()
+    _gc.freeze()
+if _os.environ.get("XGC_THRESH"):
+    _gc.set_threshold(*map(int, _os.environ["XGC_THRESH"].split(",")))
+_gc.callbacks.append(_gccb)
+import atexit  # noqa: E402
+import signal as _signal  # noqa: E402
+
+
+def _dump(*a):
+    with open("/tmp/kb/gcstat.txt", "a") as f:
+        f.write(f"{_os.environ.get('XGC_FREEZE')} {_os.environ.get('XGC_THRESH')} {_gcstat} {_gc.get_count()} {len(_gc.get_objects())}\n")
+
+
+atexit.register(_dump)
+import threading as _th  # noqa: E402
+
+
+def _periodic():
+    while True:
+        _time.sleep(2)
+        _dump()
+
+
+_th.Thread(target=_periodic, daemon=True).start()
