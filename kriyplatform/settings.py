@@ -167,6 +167,9 @@ KRIY_DETECT_INTERVAL = float(
 # Spans younger than this (by ingest version) wait for the next pass, so an insert still in flight
 # when the watermark moves is never skipped.
 KRIY_DETECT_SETTLE_SECONDS = float(os.environ.get("KRIY_DETECT_SETTLE_SECONDS") or 2)
+# Large judge passes parse and judge in worker processes (the parent reads the span store).
+KRIY_JUDGE_PROCESSES = env_int("KRIY_JUDGE_PROCESSES", min(4, os.cpu_count() or 1))
+KRIY_JUDGE_PARALLEL_MIN_TRACES = env_int("KRIY_JUDGE_PARALLEL_MIN_TRACES", 20_000)
 # A contract change re-judges the affected agents' traces of this many days.
 KRIY_CONTRACT_REJUDGE_DAYS = env_int("KRIY_CONTRACT_REJUDGE_DAYS", 14)
 KRIY_ROLLUP_INTERVAL = float(os.environ.get("KRIY_ROLLUP_INTERVAL") or 60)

@@ -11,33 +11,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.detection.detectors import Contract, Span, TraceVerdict, judge, parse_contracts
+from apps.detection.detectors import Contract, Span, parse_contracts
+from apps.detection.judge_core import SPAN_SQL, USAGE_SQL, ChunkResult, judge_chunk, spans_from_raw
 from apps.detection.models import AgentContract, JudgeWatermark
 from kriyplatform.clickhouse.client import ch_insert, ch_raw, ch_select, ch_system
 from kriyplatform.errors import AppError
 
 log = logging.getLogger(__name__)
 
-CHUNK_TRACES = 5_000
-# Columns the detectors need, in Span's field order, then usage columns for the trace totals.
-_SPAN_SQL = """SELECT trace_id, span_id, parent_span_id, session_id, agent, name, kind,
-    toUnixTimestamp64Nano(start_time), toUnixTimestamp64Nano(end_time), status,
-    if(kind = 'tool', input, ''), result_partial, retry_attempt, retry_reason, constraints,
-    context_required, context_present, state_key, state_version, state_op, invoke_agent,
-    ifNull(tokens_in, 0), ifNull(tokens_out, 0), ifNull(cost_usd, 0)
-FROM {db}.spans FINAL
-WHERE project_id = {project_id:UInt64} AND trace_id IN {ids:Array(String)}"""
-_N_SPAN_FIELDS = 21
+# Traces judged per span-store read: each read scans the project's detection columns once, so
+# fewer, larger chunks are faster; the size bounds the judge's memory (~30k traces, ~300k spans).
+CHUNK_TRACES = 30_000
+ID_PARAM_CHUNK = 50_000
 
 
 @dataclass
@@ -114,123 +108,168 @@ def contracts_put(
 # --- reading spans -----------------------------------------------------------------------------------
 
 
-def load_spans(
-    *, project_id: int, trace_ids: list[str]
-) -> tuple[list[Span], dict[str, list[float]]]:
-    """Spans of these traces (deduplicated), and per-trace LLM usage totals [tokens in, out, cost]."""
+def load_spans(*, project_id: int, trace_ids: list[str]) -> list[Span]:
+    """Spans of these traces, deduplicated, as the detectors see them."""
     spans: list[Span] = []
-    usage: dict[str, list[float]] = {}
-    for i in range(0, len(trace_ids), CHUNK_TRACES):
-        raw = ch_raw(
-            _SPAN_SQL,
-            project_id=project_id,
-            params={"ids": trace_ids[i : i + CHUNK_TRACES]},
-            fmt="JSONCompact",
+    for i in range(0, len(trace_ids), ID_PARAM_CHUNK):
+        params = {"ids": trace_ids[i : i + ID_PARAM_CHUNK]}
+        spans += spans_from_raw(
+            ch_raw(SPAN_SQL, project_id=project_id, params=params, fmt="JSONCompact")
         )
-        for row in orjson.loads(raw)["data"]:
-            s = Span(*row[:_N_SPAN_FIELDS])
-            spans.append(s)
-            if s.kind == "llm":
-                u = usage.setdefault(s.trace_id, [0, 0, 0.0])
-                u[0] += row[21]
-                u[1] += row[22]
-                u[2] += row[23]
-    return spans, usage
+    return spans
 
 
-def _session_traces(*, project_id: int, trace_ids: list[str]) -> list[str]:
-    """The given traces plus every trace sharing a session with them."""
-    out = set(trace_ids)
-    for i in range(0, len(trace_ids), CHUNK_TRACES):
-        rows = ch_select(
-            """SELECT DISTINCT trace_id FROM {db}.spans
-            WHERE project_id = {project_id:UInt64} AND session_id IN (
-                SELECT DISTINCT session_id FROM {db}.spans
-                WHERE project_id = {project_id:UInt64} AND trace_id IN {ids:Array(String)} AND session_id != '')""",
-            project_id=project_id,
-            params={"ids": trace_ids[i : i + CHUNK_TRACES]},
-        )
-        out.update(r["trace_id"] for r in rows)
-    return sorted(out)
+# Traces to judge: the new ones plus every trace that shares a session with them.
+_AFFECTED_SQL = """SELECT trace_id, groupUniqArrayIf(session_id, session_id != '') AS sessions
+FROM {db}.spans
+WHERE project_id = {project_id:UInt64}
+  AND (trace_id IN (%(new)s)
+       OR session_id IN (SELECT DISTINCT session_id FROM {db}.spans
+                         WHERE project_id = {project_id:UInt64} AND session_id != '' AND trace_id IN (%(new)s)))
+GROUP BY trace_id"""
+_NEW_BY_IDS = "SELECT arrayJoin({ids:Array(String)})"
+_NEW_BY_VERSION = (
+    "SELECT DISTINCT trace_id FROM {db}.spans WHERE project_id = {project_id:UInt64} "
+    "AND version > {lo:UInt64} AND version <= {hi:UInt64}"
+)
 
 
-# --- writing judgements ----------------------------------------------------------------------------
+def _session_groups(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Traces that share a session (directly or through another trace) form one group: they are
+    judged together, because a write in one can make a read in another stale."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for r in rows:
+        t = "t:" + r["trace_id"]
+        find(t)
+        for sess in r["sessions"]:
+            a, b = find(t), find("s:" + sess)
+            if a != b:
+                parent[a] = b
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(find("t:" + r["trace_id"]), []).append(r["trace_id"])
+    return list(groups.values())
 
 
-def _judgement_rows(
-    project_id: int,
-    verdicts: Iterable[TraceVerdict],
-    usage: Mapping[str, list[float]],
-    retention_days: int,
-) -> bytes:
-    version = time.time_ns()
-    now = int(time.time())
-    lines = []
-    for v in verdicts:
-        root = v.root
-        names = {s.span_id: s for s in v.spans}
-        u = usage.get(v.trace_id, (0, 0, 0.0))
-        lines.append(
-            orjson.dumps(
-                {
-                    "project_id": project_id,
-                    "trace_id": v.trace_id,
-                    "root_span_id": root.span_id,
-                    "session_id": v.session_id,
-                    "agent": root.agent,
-                    "name": root.name,
-                    "start_time": f"{root.start_ns // 1_000_000_000}.{root.start_ns % 1_000_000_000:09d}",
-                    "duration_ns": root.end_ns - root.start_ns,
-                    "status": root.status,
-                    "outcome": v.outcome,
-                    "span_count": len(v.spans),
-                    "tokens_in": int(u[0]),
-                    "tokens_out": int(u[1]),
-                    "cost_usd": float(u[2]),
-                    "finding_span_ids": [f.span_id for f in v.findings],
-                    "finding_types": [f.type for f in v.findings],
-                    "finding_span_names": [f.span_name for f in v.findings],
-                    "finding_agents": [
-                        names[f.span_id].agent if f.span_id in names else root.agent
-                        for f in v.findings
-                    ],
-                    "finding_messages": [f.message for f in v.findings],
-                    "retention_days": retention_days,
-                    "judged_at": now,
-                    "judged_version": version,
-                }
-            )
-        )
-    lines.append(b"")
-    return b"\n".join(lines)
+def _chunks(groups: list[list[str]], size: int) -> list[list[str]]:
+    """Whole session groups packed into chunks of about ``size`` traces."""
+    out: list[list[str]] = []
+    cur: list[str] = []
+    for g in sorted(groups, key=min):
+        if cur and len(cur) + len(g) > size:
+            out.append(cur)
+            cur = []
+        cur.extend(g)
+    if cur:
+        out.append(cur)
+    return out
+
+
+# --- judging ------------------------------------------------------------------------------------------
+
+_pool: Any = None
+
+
+def _worker_pool() -> Any:
+    """Worker processes for large passes (forkserver: children start clean, never from a process
+    that holds chDB's threads)."""
+    global _pool
+    if _pool is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["apps.detection.judge_core"])
+        _pool = ProcessPoolExecutor(max_workers=settings.KRIY_JUDGE_PROCESSES, mp_context=ctx)
+        import atexit
+
+        atexit.register(_pool.shutdown, wait=True, cancel_futures=True)
+    return _pool
 
 
 def judge_project_traces(
-    *, project_id: int, trace_ids: Iterable[str], stats: JudgeStats | None = None
+    *,
+    project_id: int,
+    trace_ids: Iterable[str] | None = None,
+    version_range: tuple[int, int] | None = None,
+    stats: JudgeStats | None = None,
 ) -> JudgeStats:
-    """Judge these traces and every trace sharing a session with them; replace their judgements."""
+    """Judge the given traces (by id, or those with spans in an ingest-version range) together
+    with every trace sharing a session with them, and replace their judgements.
+
+    The parent reads each chunk's rows from the span store; parsing, judging and encoding run
+    in-process for small passes and in worker processes for large ones, a chunk in flight per
+    worker while the parent reads the next.
+    """
     from apps.orgs.models import Project
 
     stats = stats or JudgeStats()
     project = Project.objects.select_related("organization").filter(pk=project_id).first()
     if project is None:
         return stats  # deleted project: its spans expire with their TTL
-    contracts = contracts_for(project_id=project_id)
-    ids = sorted(set(trace_ids))
-    stats.projects += 1
-    for i in range(0, len(ids), CHUNK_TRACES):
-        chunk = _session_traces(project_id=project_id, trace_ids=ids[i : i + CHUNK_TRACES])
-        spans, usage = load_spans(project_id=project_id, trace_ids=chunk)
-        verdicts = judge(spans, contracts)
-        if verdicts:
-            ch_insert(
-                "trace_judgements",
-                _judgement_rows(project_id, verdicts, usage, project.organization.retention_days),
+    if version_range is not None:
+        params = {"lo": version_range[0], "hi": version_range[1]}
+        affected = ch_select(
+            _AFFECTED_SQL % {"new": _NEW_BY_VERSION}, project_id=project_id, params=params
+        )
+    else:
+        ids = sorted(set(trace_ids or ()))
+        affected = []
+        for i in range(0, len(ids), ID_PARAM_CHUNK):
+            params = {"ids": ids[i : i + ID_PARAM_CHUNK]}
+            affected += ch_select(
+                _AFFECTED_SQL % {"new": _NEW_BY_IDS}, project_id=project_id, params=params
             )
-        stats.traces += len(verdicts)
-        stats.spans += len(spans)
-        stats.findings += sum(len(v.findings) for v in verdicts)
-        stats.touched.setdefault(project_id, set()).update(v.root.agent for v in verdicts)
+    if not affected:
+        return stats
+    stats.projects += 1
+    contracts = contracts_document(project_id=project_id)
+    kwargs = {
+        "project_id": project_id,
+        "retention_days": project.organization.retention_days,
+        "version": time.time_ns(),
+        "now": int(time.time()),
+    }
+    parallel = (
+        settings.KRIY_JUDGE_PROCESSES > 1
+        and len(affected) > settings.KRIY_JUDGE_PARALLEL_MIN_TRACES
+    )
+    size = (
+        CHUNK_TRACES
+        if not parallel
+        else max(2_000, min(CHUNK_TRACES, len(affected) // (settings.KRIY_JUDGE_PROCESSES * 3) + 1))
+    )
+    pending: list[Any] = []
+
+    def finish(result: ChunkResult) -> None:
+        if result.rows:
+            ch_insert("trace_judgements", result.rows)
+        stats.traces += result.traces
+        stats.spans += result.spans
+        stats.findings += result.findings
+        stats.touched.setdefault(project_id, set()).update(result.agents)
+
+    for chunk in _chunks(_session_groups(affected), size):
+        params = {"ids": chunk}
+        raw_spans = ch_raw(SPAN_SQL, project_id=project_id, params=params, fmt="JSONCompact")
+        raw_usage = ch_raw(USAGE_SQL, project_id=project_id, params=params, fmt="JSONCompact")
+        if not parallel:
+            finish(judge_chunk(raw_spans, raw_usage, contracts, **kwargs))
+            continue
+        pending.append(
+            _worker_pool().submit(judge_chunk, raw_spans, raw_usage, contracts, **kwargs)
+        )
+        while len(pending) > settings.KRIY_JUDGE_PROCESSES:
+            finish(pending.pop(0).result())
+    for fut in pending:
+        finish(fut.result())
     return stats
 
 
@@ -251,13 +290,14 @@ def judge_pending(*, settle_seconds: float | None = None) -> JudgeStats:
     stats = JudgeStats()
     if hi <= wm.version:
         return stats
-    rows = ch_system(
-        """SELECT project_id, groupUniqArray(trace_id) AS trace_ids FROM {db}.spans
-        WHERE version > {lo:UInt64} AND version <= {hi:UInt64} GROUP BY project_id""",
+    projects = ch_system(
+        "SELECT DISTINCT project_id FROM {db}.spans WHERE version > {lo:UInt64} AND version <= {hi:UInt64}",
         {"lo": wm.version, "hi": hi},
     )
-    for r in rows:
-        judge_project_traces(project_id=int(r["project_id"]), trace_ids=r["trace_ids"], stats=stats)
+    for r in projects:
+        judge_project_traces(
+            project_id=int(r["project_id"]), version_range=(wm.version, hi), stats=stats
+        )
     for project_id in stats.touched:
         from apps.issues.services import issues_refresh
 

@@ -124,11 +124,12 @@ def get_batcher() -> GroupCommitBatcher:
             if _batcher is None:
                 from django.conf import settings
 
+                from apps.ingest.rows import FORMAT, INSERT_TARGET
                 from kriyplatform.clickhouse.client import ch_insert
 
                 cfg = settings.KRIY_INGEST
                 _batcher = GroupCommitBatcher(
-                    lambda data: ch_insert("spans", data),
+                    lambda data: ch_insert(INSERT_TARGET, data, FORMAT),
                     max_rows=cfg["BATCH_MAX_ROWS"],
                     max_wait_s=cfg["BATCH_MAX_WAIT_MS"] / 1000,
                 )

@@ -16,6 +16,7 @@ from apps.apikeys.services import KeyPrincipal
 from apps.ingest.batcher import get_batcher
 from apps.ingest.native import Limits, Rejection, validate_spans
 from apps.ingest.ratelimit import limiter
+from apps.ingest.rows import encode_columns, rows_to_columns
 from kriyplatform.errors import AppError
 
 
@@ -123,7 +124,8 @@ def _ts(ns: int) -> str:
 def encode_rows(
     rows: list[dict[str, Any]], *, project_id: int, retention_days: int, version: int
 ) -> bytes:
-    """JSONEachRow for the spans table: every value travels as data, never as SQL."""
+    """JSONEachRow for ``ch_insert("spans", …)`` (seeding tools and benchmarks): every value
+    travels as data, never as SQL. Ingest itself sends ``encode_block``."""
     now = int(time.time())
     dumps = orjson.dumps
     out = []
@@ -174,12 +176,31 @@ def encode_rows(
     return b"\n".join(out)
 
 
+def encode_block(
+    rows: list[dict[str, Any]],
+    *,
+    project_id: int,
+    retention_days: int,
+    version: int,
+    now: int | None = None,
+) -> bytes:
+    """Validated rows as one block of the ingest insert (``apps.ingest.rows``)."""
+    return encode_columns(
+        rows_to_columns(rows),
+        len(rows),
+        project_id=project_id,
+        retention_days=retention_days,
+        version=version,
+        now=now,
+    )
+
+
 def spans_store(*, principal: KeyPrincipal, rows: list[dict[str, Any]]) -> None:
     """Insert validated rows; returns once the span store has them (raises otherwise)."""
     if not rows:
         return
     limits = org_limits(principal.organization_id)
-    data = encode_rows(
+    data = encode_block(
         rows,
         project_id=principal.project_id,
         retention_days=limits.retention_days,

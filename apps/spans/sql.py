@@ -54,12 +54,15 @@ def spans_table(layout: Layout) -> list[str]:
     """Spans keyed by project first, one month per partition, re-sends replaced by version
     (the newest ``version`` wins; every read uses FINAL).
 
+    ``tool_input`` (materialized on insert) lets the judge read tool inputs for ``tool_loop``
+    without reading every span's input text.
     Retention counts from arrival (``ingested_at``), so history backfilled from an old export is
     kept for the organization's full retention instead of expiring on arrival.
     """
     t = layout.local("spans")
     return [
         f"""CREATE TABLE IF NOT EXISTS {{db}}.{t}{layout.on_cluster} ({SPAN_COLUMNS},
+    tool_input String MATERIALIZED if(kind = 'tool', input, ''),
     INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 2,
     INDEX idx_version version TYPE minmax GRANULARITY 1
 ) ENGINE = {layout.engine("spans", version="version")}

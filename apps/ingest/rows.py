@@ -1,0 +1,193 @@
+"""Span rows on the wire to the span store: one JSONCompactColumns block per request.
+
+Both ingest paths end here: the row dicts of ``native.validate_spans`` (slow path, OTLP, the
+offline tools) through ``rows_to_columns``, and the fast paths, which build the columns
+directly. One block is a JSON array of columns in ``COLUMNS`` order, built by a single
+``orjson.dumps`` call; the group-commit batcher concatenates blocks of several requests into
+one insert.
+
+How values travel:
+- ``input``/``output``/``attributes``/``events`` are String columns holding JSON text. An object
+  or array is sent as itself and the store keeps its text byte for byte
+  (``input_format_json_read_objects_as_strings``/``…arrays_as_strings``, set on the insert), so
+  that text is never escaped and unescaped again. Any other JSON value is sent as its JSON text
+  in a string (``"hello"`` is stored with its quotes, like the text the slow path produces).
+- times are DateTime64(9) sent as exact decimal numbers ``<ns>e-9``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+# Insert order. Every column of apps.spans.sql.SPAN_COLUMNS (tests/ingest/test_rows.py checks).
+COLUMNS = (
+    "project_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "session_id",
+    "agent",
+    "name",
+    "kind",
+    "start_time",
+    "end_time",
+    "duration_ns",
+    "status",
+    "status_message",
+    "input",
+    "output",
+    "attributes",
+    "events",
+    "result_partial",
+    "retry_attempt",
+    "retry_reason",
+    "constraints",
+    "context_required",
+    "context_present",
+    "state_key",
+    "state_version",
+    "state_op",
+    "invoke_agent",
+    "model",
+    "provider",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "retention_days",
+    "ingested_at",
+    "version",
+)
+FORMAT = "JSONCompactColumns"
+# ``ch_insert`` target: the table with its column list and the input settings this encoding
+# relies on (spelled out, so a server with other defaults reads the same text).
+INSERT_TARGET = (
+    "spans ("
+    + ", ".join(COLUMNS)
+    + ") SETTINGS input_format_json_read_objects_as_strings = 1,"
+    " input_format_json_read_arrays_as_strings = 1"
+)
+
+# Columns a caller provides (all but the per-request constants and the derived duration).
+SPAN_FIELDS = tuple(
+    c
+    for c in COLUMNS
+    if c not in ("project_id", "start_time", "end_time", "duration_ns", "retention_days", "ingested_at", "version")
+) + ("start_ns", "end_ns")
+
+_Fragment = orjson.Fragment
+_dumps = orjson.dumps
+
+
+def ns_column(values: Sequence[int]) -> orjson.Fragment:
+    """DateTime64(9) column from Unix nanoseconds: ``[1795629938141494811e-9,…]`` (exact)."""
+    text = _dumps(values)
+    return _Fragment(text.replace(b",", b"e-9,")[:-1] + b"e-9]")
+
+
+def json_text_value(text: str) -> Any:
+    """A stored JSON text (``""`` when absent) as a column value that stores exactly it."""
+    if text[:1] in ("{", "["):
+        return _Fragment(text)
+    return text
+
+
+def encode_columns(
+    cols: dict[str, Any],
+    n: int,
+    *,
+    project_id: int,
+    retention_days: int,
+    version: int,
+    now: int | None = None,
+) -> bytes:
+    """One block of ``n`` rows. ``cols`` maps each of ``SPAN_FIELDS`` to a sequence (or a
+    pre-encoded ``orjson.Fragment``); ``start_ns``/``end_ns`` are Unix nanoseconds and
+    ``duration_ns`` may be given (else it is computed)."""
+    if now is None:
+        now = int(time.time())
+    starts, ends = cols["start_ns"], cols["end_ns"]
+    duration = cols.get("duration_ns")
+    if duration is None:
+        duration = [e - s for s, e in zip(starts, ends, strict=True)]
+    g = cols.__getitem__
+    block = [
+        [project_id] * n,
+        g("trace_id"),
+        g("span_id"),
+        g("parent_span_id"),
+        g("session_id"),
+        g("agent"),
+        g("name"),
+        g("kind"),
+        ns_column(starts),
+        ns_column(ends),
+        duration,
+        g("status"),
+        g("status_message"),
+        g("input"),
+        g("output"),
+        g("attributes"),
+        g("events"),
+        g("result_partial"),
+        g("retry_attempt"),
+        g("retry_reason"),
+        g("constraints"),
+        g("context_required"),
+        g("context_present"),
+        g("state_key"),
+        g("state_version"),
+        g("state_op"),
+        g("invoke_agent"),
+        g("model"),
+        g("provider"),
+        g("tokens_in"),
+        g("tokens_out"),
+        g("cost_usd"),
+        [retention_days] * n,
+        [now] * n,
+        [version] * n,
+    ]
+    return _dumps(block) + b"\n"
+
+
+def rows_to_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The columns of ``validate_spans`` rows (the encoding of the slow path)."""
+    cols: dict[str, Any] = {}
+    for key in (
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "session_id",
+        "agent",
+        "name",
+        "kind",
+        "status",
+        "status_message",
+        "result_partial",
+        "retry_attempt",
+        "retry_reason",
+        "constraints",
+        "context_required",
+        "context_present",
+        "state_key",
+        "state_version",
+        "state_op",
+        "invoke_agent",
+        "model",
+        "provider",
+        "tokens_in",
+        "tokens_out",
+        "cost_usd",
+    ):
+        cols[key] = [r[key] for r in rows]
+    cols["start_ns"] = [r["start_ns"] for r in rows]
+    cols["end_ns"] = [r["end_ns"] for r in rows]
+    cols["input"] = [json_text_value(r["input"]) for r in rows]
+    cols["output"] = [json_text_value(r["output"]) for r in rows]
+    cols["attributes"] = [r["attributes"] or {} for r in rows]
+    cols["events"] = [r["events"] or [] for r in rows]
+    return cols
