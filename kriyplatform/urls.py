@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("apps.orgs.urls")),
     path("", include("apps.ingest.urls")),
     path("", include("apps.alerts.urls")),
+    path("", include("apps.demo.urls")),
     path("api/v1/", include("apps.spans.api_urls")),
     path("api/v1/", include("apps.detection.api_urls")),
     path("api/v1/", include("apps.issues.api_urls")),

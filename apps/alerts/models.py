@@ -107,16 +107,16 @@ class NotificationChannel(models.Model):
 
 
 class AlertRule(models.Model):
-    project = models.ForeignKey("orgs.Project", on_delete=models.CASCADE, related_name="alert_rules")
+    project = models.ForeignKey(
+        "orgs.Project", on_delete=models.CASCADE, related_name="alert_rules"
+    )
     name = models.CharField(max_length=120)
     metric = models.CharField(max_length=32, choices=Metric.choices)
     finding_type = models.CharField(max_length=64, blank=True)
     agent = models.CharField(max_length=128, blank=True, help_text="empty: all agents")
     comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
     threshold = models.FloatField()
-    window_seconds = models.PositiveIntegerField(
-        choices=sorted(WINDOWS.items()), default=3600
-    )
+    window_seconds = models.PositiveIntegerField(choices=sorted(WINDOWS.items()), default=3600)
     min_traces = models.PositiveIntegerField(default=20)
     muted = models.BooleanField(default=False)
     channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="rules")
@@ -201,9 +201,7 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["event", "channel"], name="uniq_delivery")
-        ]
+        constraints = [models.UniqueConstraint(fields=["event", "channel"], name="uniq_delivery")]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
         ordering = ["id"]
 

@@ -29,11 +29,43 @@ CONTRACTS: dict[str, dict[str, Any]] = {
 }
 
 MS = 1_000_000
-_WORDS = (
-    "account order refund invoice shipping delay customer premium plan upgrade region budget flight hotel "
-    "itinerary policy warranty replacement address billing cycle discount contract renewal escalation priority "
-    "summary evidence source citation market report quarterly analysis forecast"
-).split()
+_WORDS = [
+    "account",
+    "order",
+    "refund",
+    "invoice",
+    "shipping",
+    "delay",
+    "customer",
+    "premium",
+    "plan",
+    "upgrade",
+    "region",
+    "budget",
+    "flight",
+    "hotel",
+    "itinerary",
+    "policy",
+    "warranty",
+    "replacement",
+    "address",
+    "billing",
+    "cycle",
+    "discount",
+    "contract",
+    "renewal",
+    "escalation",
+    "priority",
+    "summary",
+    "evidence",
+    "source",
+    "citation",
+    "market",
+    "report",
+    "quarterly",
+    "analysis",
+    "forecast",
+]
 
 
 @dataclass
@@ -81,7 +113,17 @@ class TrafficGenerator:
             size += len(w) + 1
         return " ".join(words)
 
-    def _span(self, trace_id: str, parent: str | None, agent: str, name: str, kind: str, start: int, dur_ms: float, **extra: Any) -> dict[str, Any]:
+    def _span(
+        self,
+        trace_id: str,
+        parent: str | None,
+        agent: str,
+        name: str,
+        kind: str,
+        start: int,
+        dur_ms: float,
+        **extra: Any,
+    ) -> dict[str, Any]:
         s: dict[str, Any] = {
             "trace_id": trace_id,
             "span_id": self._sid(),
@@ -96,11 +138,19 @@ class TrafficGenerator:
         s.update(extra)
         return s
 
-    def _llm(self, tid: str, parent: str, agent: str, name: str, start: int, dur_ms: float) -> dict[str, Any]:
+    def _llm(
+        self, tid: str, parent: str, agent: str, name: str, start: int, dur_ms: float
+    ) -> dict[str, Any]:
         model = self.rng.choice(("gpt-4o", "claude-sonnet-4", "gpt-4o-mini"))
         tin, tout = self.rng.randint(400, 3000), self.rng.randint(60, 600)
         return self._span(
-            tid, parent, agent, name, "llm", start, dur_ms,
+            tid,
+            parent,
+            agent,
+            name,
+            "llm",
+            start,
+            dur_ms,
             input=[{"role": "user", "content": self._text()}],
             output=[{"role": "assistant", "content": self._text(self.payload_bytes // 2)}],
             attributes={
@@ -121,40 +171,129 @@ class TrafficGenerator:
         tid = self._tid()
         account = f"account:{session[-4:]}"
         failed = rng.random() < r.failed
-        root = self._span(tid, None, "support", "handle_ticket", "agent", start, 0, session_id=session, input={"ticket": self._text(120)})
+        root = self._span(
+            tid,
+            None,
+            "support",
+            "handle_ticket",
+            "agent",
+            start,
+            0,
+            session_id=session,
+            input={"ticket": self._text(120)},
+        )
         spans = [root]
         t = start + 5 * MS
-        spans.append(self._llm(tid, root["span_id"], "support", "classify", t, rng.uniform(300, 900)))
+        spans.append(
+            self._llm(tid, root["span_id"], "support", "classify", t, rng.uniform(300, 900))
+        )
         t = spans[-1]["end_time"] + MS
         partial = rng.random() < r.partial
-        lookup = self._span(tid, root["span_id"], "support", "crm.lookup", "tool", t, rng.uniform(80, 400),
-                            input={"customer": session[-6:]}, output={"orders": self.rng.randint(0, 9), "truncated": partial},
-                            attributes={"kriy.result.partial": partial, "gen_ai.tool.name": "crm.lookup"})
+        lookup = self._span(
+            tid,
+            root["span_id"],
+            "support",
+            "crm.lookup",
+            "tool",
+            t,
+            rng.uniform(80, 400),
+            input={"customer": session[-6:]},
+            output={"orders": self.rng.randint(0, 9), "truncated": partial},
+            attributes={"kriy.result.partial": partial, "gen_ai.tool.name": "crm.lookup"},
+        )
         spans.append(lookup)
         t = lookup["end_time"] + MS
         if partial and rng.random() < 0.3:  # recovered: a complete re-fetch follows
-            spans.append(self._span(tid, root["span_id"], "support", "crm.lookup", "tool", t, rng.uniform(80, 300),
-                                    input={"customer": session[-6:], "page": 2}, attributes={"kriy.result.partial": False}))
+            spans.append(
+                self._span(
+                    tid,
+                    root["span_id"],
+                    "support",
+                    "crm.lookup",
+                    "tool",
+                    t,
+                    rng.uniform(80, 300),
+                    input={"customer": session[-6:], "page": 2},
+                    attributes={"kriy.result.partial": False},
+                )
+            )
             t = spans[-1]["end_time"] + MS
         version = self._session_state.get(session, 1)
         stale = rng.random() < r.stale
-        spans.append(self._span(tid, root["span_id"], "support", "account.read", "tool", t, rng.uniform(20, 80),
-                                attributes={"kriy.state.key": account, "kriy.state.op": "read", "kriy.state.version": version - 1 if stale and version > 1 else version}))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "support",
+                "account.read",
+                "tool",
+                t,
+                rng.uniform(20, 80),
+                attributes={
+                    "kriy.state.key": account,
+                    "kriy.state.op": "read",
+                    "kriy.state.version": version - 1 if stale and version > 1 else version,
+                },
+            )
+        )
         t = spans[-1]["end_time"] + MS
-        spans.append(self._span(tid, root["span_id"], "support", "kb.search", "retrieval", t, rng.uniform(100, 500), input={"query": self._text(60)}, output={"documents": 5}))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "support",
+                "kb.search",
+                "retrieval",
+                t,
+                rng.uniform(100, 500),
+                input={"query": self._text(60)},
+                output={"documents": 5},
+            )
+        )
         t = spans[-1]["end_time"] + MS
-        spans.append(self._llm(tid, root["span_id"], "support", "draft_reply", t, rng.uniform(1500, 6000)))
+        spans.append(
+            self._llm(tid, root["span_id"], "support", "draft_reply", t, rng.uniform(1500, 6000))
+        )
         t = spans[-1]["end_time"] + MS
         if not (rng.random() < r.skip_verify):
-            spans.append(self._span(tid, root["span_id"], "support", "verify", "step", t, rng.uniform(50, 300)))
+            spans.append(
+                self._span(
+                    tid, root["span_id"], "support", "verify", "step", t, rng.uniform(50, 300)
+                )
+            )
             t = spans[-1]["end_time"] + MS
         # this turn updates the account: later turns of the session must read the new version
         self._session_state[session] = version + 1
-        spans.append(self._span(tid, root["span_id"], "support", "account.update", "tool", t, rng.uniform(20, 80),
-                                attributes={"kriy.state.key": account, "kriy.state.op": "write", "kriy.state.version": version + 1}))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "support",
+                "account.update",
+                "tool",
+                t,
+                rng.uniform(20, 80),
+                attributes={
+                    "kriy.state.key": account,
+                    "kriy.state.op": "write",
+                    "kriy.state.version": version + 1,
+                },
+            )
+        )
         t = spans[-1]["end_time"] + MS
-        spans.append(self._span(tid, root["span_id"], "support", "send_reply", "tool", t, rng.uniform(30, 120),
-                                status="error" if failed else "ok", status_message="smtp relay refused" if failed else None))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "support",
+                "send_reply",
+                "tool",
+                t,
+                rng.uniform(30, 120),
+                status="error" if failed else "ok",
+                status_message="smtp relay refused" if failed else None,
+            )
+        )
         t = spans[-1]["end_time"] + MS
         if rng.random() < r.slow:
             t += int(rng.uniform(20_000, 40_000) * MS)
@@ -166,32 +305,94 @@ class TrafficGenerator:
     def planner(self, start: int, session: str) -> list[dict[str, Any]]:
         r, rng = self.rates, self.rng
         tid = self._tid()
-        root = self._span(tid, None, "planner", "plan_trip", "agent", start, 0, session_id=session, input={"request": self._text(100)})
+        root = self._span(
+            tid,
+            None,
+            "planner",
+            "plan_trip",
+            "agent",
+            start,
+            0,
+            session_id=session,
+            input={"request": self._text(100)},
+        )
         spans = [root]
         t = start + 3 * MS
         need = ["destination", "dates", "budget"]
         have = need[:-1] if rng.random() < r.context else need
         spans.append(self._llm(tid, root["span_id"], "planner", "plan", t, rng.uniform(800, 2500)))
-        spans[-1]["attributes"].update({"kriy.context.required": need, "kriy.context.present": have})
+        spans[-1]["attributes"].update(
+            {"kriy.context.required": need, "kriy.context.present": have}
+        )
         t = spans[-1]["end_time"] + MS
         # flights: the first attempt times out, the retry should carry why
-        spans.append(self._span(tid, root["span_id"], "planner", "search_flights", "tool", t, rng.uniform(200, 900),
-                                status="error", status_message="upstream timeout", input={"to": "LIS"}, attributes={"kriy.retry.attempt": 0}))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "planner",
+                "search_flights",
+                "tool",
+                t,
+                rng.uniform(200, 900),
+                status="error",
+                status_message="upstream timeout",
+                input={"to": "LIS"},
+                attributes={"kriy.retry.attempt": 0},
+            )
+        )
         t = spans[-1]["end_time"] + MS
         attrs: dict[str, Any] = {"kriy.retry.attempt": 1}
         if not (rng.random() < r.retry_reason):
             attrs["kriy.retry.reason"] = "upstream timeout on attempt 0"
-        spans.append(self._span(tid, root["span_id"], "planner", "search_flights", "tool", t, rng.uniform(200, 900), input={"to": "LIS"}, attributes=attrs))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "planner",
+                "search_flights",
+                "tool",
+                t,
+                rng.uniform(200, 900),
+                input={"to": "LIS"},
+                attributes=attrs,
+            )
+        )
         t = spans[-1]["end_time"] + MS
         loops = 3 if rng.random() < r.tool_loop else 1
         for _ in range(loops):
-            spans.append(self._span(tid, root["span_id"], "planner", "search_hotels", "tool", t, rng.uniform(150, 600), input={"city": "Lisbon", "nights": 3}, output={"hotels": 12}))
+            spans.append(
+                self._span(
+                    tid,
+                    root["span_id"],
+                    "planner",
+                    "search_hotels",
+                    "tool",
+                    t,
+                    rng.uniform(150, 600),
+                    input={"city": "Lisbon", "nights": 3},
+                    output={"hotels": 12},
+                )
+            )
             t = spans[-1]["end_time"] + MS
         book_failed = rng.random() < r.swallowed
-        spans.append(self._span(tid, root["span_id"], "planner", "book", "tool", t, rng.uniform(300, 1200),
-                                status="error" if book_failed else "ok", status_message="card declined" if book_failed else None))
+        spans.append(
+            self._span(
+                tid,
+                root["span_id"],
+                "planner",
+                "book",
+                "tool",
+                t,
+                rng.uniform(300, 1200),
+                status="error" if book_failed else "ok",
+                status_message="card declined" if book_failed else None,
+            )
+        )
         t = spans[-1]["end_time"] + MS
-        spans.append(self._llm(tid, root["span_id"], "planner", "summarize", t, rng.uniform(500, 1500)))
+        spans.append(
+            self._llm(tid, root["span_id"], "planner", "summarize", t, rng.uniform(500, 1500))
+        )
         t = spans[-1]["end_time"] + MS
         if rng.random() < r.slow:
             t += int(rng.uniform(30_000, 50_000) * MS)
@@ -204,19 +405,53 @@ class TrafficGenerator:
         r, rng = self.rates, self.rng
         tid = self._tid()
         constraints = ["budget<=500", "region=EU"]
-        root = self._span(tid, None, "orchestrator", "route_request", "agent", start, 0, session_id=session, attributes={"kriy.constraints": constraints})
+        root = self._span(
+            tid,
+            None,
+            "orchestrator",
+            "route_request",
+            "agent",
+            start,
+            0,
+            session_id=session,
+            attributes={"kriy.constraints": constraints},
+        )
         spans = [root]
         t = start + 2 * MS
-        spans.append(self._llm(tid, root["span_id"], "orchestrator", "route", t, rng.uniform(300, 800)))
+        spans.append(
+            self._llm(tid, root["span_id"], "orchestrator", "route", t, rng.uniform(300, 800))
+        )
         t = spans[-1]["end_time"] + MS
         for target in rng.sample(("billing", "shipping", "returns"), 2):
             carried = constraints[:1] if rng.random() < r.handoff_drop else constraints
-            h = self._span(tid, root["span_id"], "orchestrator", f"handoff to {target}", "handoff", t, 0, attributes={"kriy.constraints": carried})
+            h = self._span(
+                tid,
+                root["span_id"],
+                "orchestrator",
+                f"handoff to {target}",
+                "handoff",
+                t,
+                0,
+                attributes={"kriy.constraints": carried},
+            )
             spans.append(h)
             c = t + MS
-            spans.append(self._llm(tid, h["span_id"], target, f"{target}.answer", c, rng.uniform(500, 2000)))
+            spans.append(
+                self._llm(tid, h["span_id"], target, f"{target}.answer", c, rng.uniform(500, 2000))
+            )
             c = spans[-1]["end_time"] + MS
-            spans.append(self._span(tid, h["span_id"], target, f"{target}.lookup", "tool", c, rng.uniform(50, 300), input={"ref": self._text(20)}))
+            spans.append(
+                self._span(
+                    tid,
+                    h["span_id"],
+                    target,
+                    f"{target}.lookup",
+                    "tool",
+                    c,
+                    rng.uniform(50, 300),
+                    input={"ref": self._text(20)},
+                )
+            )
             h["end_time"] = spans[-1]["end_time"] + MS
             t = h["end_time"] + MS
         root["end_time"] = t
@@ -227,15 +462,42 @@ class TrafficGenerator:
     def research(self, start: int, session: str) -> list[dict[str, Any]]:
         r, rng = self.rates, self.rng
         tid = self._tid()
-        root = self._span(tid, None, "research", "research_question", "agent", start, 0, session_id=session, input={"question": self._text(150)})
+        root = self._span(
+            tid,
+            None,
+            "research",
+            "research_question",
+            "agent",
+            start,
+            0,
+            session_id=session,
+            input={"question": self._text(150)},
+        )
         spans = [root]
         t = start + 2 * MS
         for i in range(rng.randint(2, 4)):
-            spans.append(self._span(tid, root["span_id"], "research", "web.search", "retrieval", t, rng.uniform(300, 1500), input={"q": self._text(40), "page": i}))
+            spans.append(
+                self._span(
+                    tid,
+                    root["span_id"],
+                    "research",
+                    "web.search",
+                    "retrieval",
+                    t,
+                    rng.uniform(300, 1500),
+                    input={"q": self._text(40), "page": i},
+                )
+            )
             t = spans[-1]["end_time"] + MS
-            spans.append(self._llm(tid, root["span_id"], "research", "read_source", t, rng.uniform(1000, 4000)))
+            spans.append(
+                self._llm(
+                    tid, root["span_id"], "research", "read_source", t, rng.uniform(1000, 4000)
+                )
+            )
             t = spans[-1]["end_time"] + MS
-        spans.append(self._llm(tid, root["span_id"], "research", "write_report", t, rng.uniform(3000, 9000)))
+        spans.append(
+            self._llm(tid, root["span_id"], "research", "write_report", t, rng.uniform(3000, 9000))
+        )
         t = spans[-1]["end_time"] + MS
         if rng.random() < r.slow:
             t += int(rng.uniform(40_000, 60_000) * MS)
@@ -247,7 +509,9 @@ class TrafficGenerator:
     def trace(self, agent: str, start: int, session: str) -> list[dict[str, Any]]:
         return getattr(self, agent)(start, session)
 
-    def sessions(self, start: int, end: int, n_traces: int, agents: tuple[str, ...] = AGENTS) -> Iterator[list[dict[str, Any]]]:
+    def sessions(
+        self, start: int, end: int, n_traces: int, agents: tuple[str, ...] = AGENTS
+    ) -> Iterator[list[dict[str, Any]]]:
         """``n_traces`` traces spread over [start, end): sessions of 1-4 turns per agent."""
         made = 0
         span_ns = max(1, end - start)
@@ -291,10 +555,16 @@ def to_otlp(spans: list[dict[str, Any]], service_name: str = "kriy-simulator") -
     oi = {"retrieval": "RETRIEVER", "step": "CHAIN", "handoff": "TOOL"}
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service_name)))
+    rs.resource.attributes.append(
+        KeyValue(key="service.name", value=AnyValue(string_value=service_name))
+    )
     ss = rs.scope_spans.add()
     ss.scope.name = "kriyplatform.simulator"
-    status_code = {"ok": Status.STATUS_CODE_OK, "error": Status.STATUS_CODE_ERROR, "unset": Status.STATUS_CODE_UNSET}
+    status_code = {
+        "ok": Status.STATUS_CODE_OK,
+        "error": Status.STATUS_CODE_ERROR,
+        "unset": Status.STATUS_CODE_UNSET,
+    }
     for s in spans:
         sp: Span = ss.spans.add()
         sp.trace_id = bytes.fromhex(s["trace_id"])

@@ -14,6 +14,7 @@ from django.core.cache import cache
 
 from apps.apikeys.services import KeyPrincipal
 from apps.ingest.batcher import get_batcher
+from apps.ingest.fastnative import decode_native
 from apps.ingest.native import Limits, Rejection, validate_spans
 from apps.ingest.ratelimit import limiter
 from apps.ingest.rows import encode_columns, rows_to_columns
@@ -176,43 +177,51 @@ def encode_rows(
     return b"\n".join(out)
 
 
-def encode_block(
-    rows: list[dict[str, Any]],
-    *,
-    project_id: int,
-    retention_days: int,
-    version: int,
-    now: int | None = None,
-) -> bytes:
-    """Validated rows as one block of the ingest insert (``apps.ingest.rows``)."""
-    return encode_columns(
-        rows_to_columns(rows),
-        len(rows),
-        project_id=project_id,
-        retention_days=retention_days,
-        version=version,
-        now=now,
-    )
-
-
 def spans_store(*, principal: KeyPrincipal, rows: list[dict[str, Any]]) -> None:
     """Insert validated rows; returns once the span store has them (raises otherwise)."""
-    if not rows:
+    if rows:
+        spans_store_columns(principal=principal, cols=rows_to_columns(rows), n=len(rows))
+
+
+def spans_store_columns(*, principal: KeyPrincipal, cols: dict[str, Any], n: int) -> None:
+    """Insert ``n`` rows given as columns (``apps.ingest.rows``); returns once stored."""
+    if not n:
         return
     limits = org_limits(principal.organization_id)
-    data = encode_block(
-        rows,
+    data = encode_columns(
+        cols,
+        n,
         project_id=principal.project_id,
         retention_days=limits.retention_days,
         version=time.time_ns(),
     )
-    get_batcher().submit(data, len(rows))
+    get_batcher().submit(data, n)
     from apps.spans.selectors import note_ingested
 
-    note_ingested(principal.organization_id, len(rows))
+    note_ingested(principal.organization_id, n)
 
 
-def spans_ingest(*, principal: KeyPrincipal, spans: Any) -> IngestResult:
+def spans_ingest_body(*, principal: KeyPrincipal, body: bytes) -> IngestResult:
+    """A native request body: the fast path when every span is valid, else the detailed one."""
+    limits = Limits.from_settings()
+    fast = decode_native(body, limits, settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"])
+    if fast is not None:
+        cols, n = fast
+        check_rate(principal, n)
+        spans_store_columns(principal=principal, cols=cols, n=n)
+        return IngestResult(n, [])
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise AppError(f"body: not valid JSON ({exc})") from exc
+    if type(doc) is not dict or "spans" not in doc:
+        raise AppError('body: expected {"spans": [span, …]}', field="spans")
+    return spans_ingest(principal=principal, spans=doc["spans"], limits=limits)
+
+
+def spans_ingest(
+    *, principal: KeyPrincipal, spans: Any, limits: Limits | None = None
+) -> IngestResult:
     """Native spans of one request: validate each, store the valid ones, report the others."""
     if type(spans) is not list:
         raise AppError('spans: the body must be {"spans": [span, …]}', field="spans")
@@ -222,6 +231,6 @@ def spans_ingest(*, principal: KeyPrincipal, spans: Any) -> IngestResult:
             f"spans: at most {max_spans} spans per request, got {len(spans)}", field="spans"
         )
     check_rate(principal, len(spans))
-    rows, rejected = validate_spans(spans, Limits.from_settings())
+    rows, rejected = validate_spans(spans, limits or Limits.from_settings())
     spans_store(principal=principal, rows=rows)
     return IngestResult(len(rows), rejected)

@@ -18,7 +18,7 @@ from apps.ingest.services import (
     UnsupportedMedia,
     check_rate,
     decompress,
-    spans_ingest,
+    spans_ingest_body,
     spans_store,
 )
 from kriyplatform.errors import RELATIONAL_OUTAGE, AppError, SpanStoreUnavailable
@@ -112,13 +112,7 @@ def _native(request: HttpRequest) -> HttpResponse:
             f"Content-Type: {ctype or '(none)'} is not supported; send application/json"
         )
     data = decompress(_read_body(request), request.META.get("HTTP_CONTENT_ENCODING", ""))
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise AppError(f"body: not valid JSON ({exc})") from exc
-    if type(doc) is not dict or "spans" not in doc:
-        raise AppError('body: expected {"spans": [span, …]}', field="spans")
-    result = spans_ingest(principal=principal, spans=doc["spans"])
+    result = spans_ingest_body(principal=principal, body=data)
     body = result.as_dict()
     if result.accepted == 0 and result.rejected:
         return _json(body, 400)

@@ -55,8 +55,13 @@ def issues_refresh(*, project_id: int) -> dict[str, int]:
                     defaults={"count": g["n"], "first_seen": first, "last_seen": last},
                 )
                 if made:
+                    # an issue is new in the week its first finding happened (backfills too)
                     IssueEvent.objects.create(
-                        issue=issue, project_id=project_id, kind=IssueEvent.Kind.NEW, actor="judge"
+                        at=first,
+                        issue=issue,
+                        project_id=project_id,
+                        kind=IssueEvent.Kind.NEW,
+                        actor="judge",
                     )
                     created += 1
                     continue
@@ -68,6 +73,7 @@ def issues_refresh(*, project_id: int) -> dict[str, int]:
             ):
                 fields["status"] = IssueStatus.REGRESSED
                 IssueEvent.objects.create(
+                    at=last,
                     issue=issue,
                     project_id=project_id,
                     kind=IssueEvent.Kind.REGRESSED,

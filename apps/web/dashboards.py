@@ -82,7 +82,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     else:
         ctx["ever"] = bool(project_agents(project_id=t.project_id))
         ctx["host"] = request.build_absolute_uri("/").rstrip("/")
-        ctx["example_time"] = datetime.now(UTC).replace(microsecond=0)
+        # "now", so that the example span lands in this week's numbers
+        start = datetime.now(UTC).replace(microsecond=0)
+        ctx["example"] = {
+            "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": (start + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
     return _page(request, "web/dash/overview.html", "live", ctx)
 
 
@@ -124,6 +129,9 @@ def report(request: HttpRequest) -> HttpResponse:
         **_slugs(request),
         "r": data,
         "h": data["headline"],
+        "totals": {
+            k: sum(a[k] for a in data["agents"]) for k in ("failed", "defective", "findings")
+        },
         "week_start": week,
         "week_value": f"{iso.year}-W{iso.week:02d}",
         "prev_week": week - timedelta(weeks=1),

@@ -197,7 +197,9 @@ def project_has_spans(*, project_id: int) -> bool:
     return bool(rows)
 
 
-def session_state_ops(*, project_id: int, session_id: str, limit: int = 500) -> list[dict[str, Any]]:
+def session_state_ops(
+    *, project_id: int, session_id: str, limit: int = 500
+) -> list[dict[str, Any]]:
     """Reads and writes of shared state (``kriy.state.*``) in the traces of a session, in time
     order, each read flagged when the judge found it stale and annotated with the newest version
     written (and finished) before it started.
@@ -422,9 +424,7 @@ def _trace_summary(data: dict[str, Any]) -> dict[str, Any]:
         "span_count": len(spans),
         "error_count": sum(1 for s in spans if s["status"] == "error"),
         "agents": sorted({s["agent"] for s in spans}),
-        "duration_ms": (
-            head["duration_ms"] if root else round((max(ends) - min(starts)) / 1e6, 3)
-        ),
+        "duration_ms": (head["duration_ms"] if root else round((max(ends) - min(starts)) / 1e6, 3)),
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "cost_usd": cost,
@@ -456,6 +456,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
         "summary": summary,
         "wf": waterfall(data["spans"], data["findings"]),
         **_span_ctx(data, selected),
+        "in_panel": True,
     }
     return _render(request, "web/explore/trace.html", ctx, fragment="content")
 
@@ -482,6 +483,18 @@ def _span_ctx(data: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         "attributes": [
             {"key": k, "value": attrs[k], "kriy": k.startswith("kriy.")} for k in sorted(attrs)
         ],
+        # Pairs, not dicts: a user attribute named "items" would shadow dict.items in templates.
+        "events": [
+            {
+                "name": e.get("name", ""),
+                "time": e.get("time"),
+                "attributes": [
+                    {"key": k, "value": v} for k, v in sorted((e.get("attributes") or {}).items())
+                ],
+            }
+            for e in (s["events"] or [])
+            if isinstance(e, dict)
+        ],
     }
 
 
@@ -493,7 +506,9 @@ def span(request: HttpRequest, trace_id: str, span_id: str) -> HttpResponse:
     s = next((x for x in data["spans"] if x["span_id"] == span_id.lower()), None)
     if s is None:
         raise Http404("span not found")
-    return _render(request, "web/explore/span.html", _span_ctx(data, s), fragment="panel")
+    ctx = _span_ctx(data, s)
+    ctx["in_panel"] = _is_fragment(request) and request.htmx.target != "main"
+    return _render(request, "web/explore/span.html", ctx, fragment="panel")
 
 
 # --- sessions ----------------------------------------------------------------------------------------
@@ -545,6 +560,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
         "outcomes": OUTCOMES,
         "f": {"agent": p.get("agent", ""), "outcome": p.get("outcome", "")},
         "offset": offset,
+        "range_end": offset + len(items),
         "next_url": (
             _query_without(request, offset=offset + SESSION_PAGE)
             if len(rows) > SESSION_PAGE
@@ -644,7 +660,9 @@ def issues(request: HttpRequest) -> HttpResponse:
                 "key": key,
                 "label": label,
                 "count": tab_counts[key],
-                "url": _query_without(request, "offset", "status", **({"status": key} if key else {})),
+                "url": _query_without(
+                    request, "offset", "status", **({"status": key} if key else {})
+                ),
                 "current": (status or "") == key,
             }
             for key, label in ISSUE_TABS
@@ -658,9 +676,7 @@ def issues(request: HttpRequest) -> HttpResponse:
         "can_triage": t.can(Role.MEMBER),
         "back": request.get_full_path(),
         "next_url": (
-            _query_without(request, offset=offset + ISSUE_PAGE)
-            if len(page) > ISSUE_PAGE
-            else None
+            _query_without(request, offset=offset + ISSUE_PAGE) if len(page) > ISSUE_PAGE else None
         ),
         "prev_url": (
             _query_without(request, offset=max(offset - ISSUE_PAGE, 0)) if offset else None
@@ -683,7 +699,10 @@ def daily_bars(
     today = today or timezone.now().date()
     counts = {str(r["day"]): int(r["n"]) for r in rows}
     start = today - timedelta(days=days - 1)
-    series = [(start + timedelta(days=i), counts.get((start + timedelta(days=i)).isoformat(), 0)) for i in range(days)]
+    series = [
+        (start + timedelta(days=i), counts.get((start + timedelta(days=i)).isoformat(), 0))
+        for i in range(days)
+    ]
     peak = max((n for _, n in series), default=0)
     scale = max(peak, 1)
     bars = []

@@ -49,15 +49,9 @@ def landing(request: HttpRequest) -> HttpResponse:
             return redirect("orgs:org-home", m.organization.slug)
     from apps.accounts.forms import SignInForm
 
-    return render(
-        request, "accounts/signin.html", {"form": SignInForm(), "demo_hint": _demo_hint()}
-    )
+    from apps.demo.views import demo_available
 
-
-def _demo_hint() -> str:
-    from apps.demo.services import demo_sign_in_hint
-
-    return demo_sign_in_hint()
+    return render(request, "accounts/signin.html", {"form": SignInForm(), "demo": demo_available()})
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

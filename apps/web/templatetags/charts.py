@@ -159,6 +159,10 @@ def delta(
     this_rate: float | None = None,
     known_prev: bool = False,
 ) -> dict[str, Any]:
+    # A missing variable (e.g. no last week) reaches a tag as "" rather than None.
+    improvement, prev_rate, this_rate = (
+        None if v == "" else v for v in (improvement, prev_rate, this_rate)
+    )
     return {"d": delta_context(improvement, prev_rate, this_rate, known_prev=known_prev)}
 
 
@@ -195,7 +199,8 @@ def nice_scale(top: float, floor: float) -> tuple[float, float]:
     raw = top / 4
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw - 1e-12)
-    return math.ceil(top / step - 1e-9) * step, step
+    # rounded: 3 * 0.2 is 0.6000000000000001 in floats, which would show in tick labels
+    return round(math.ceil(top / step - 1e-9) * step, 9), round(step, 9)
 
 
 def _label_every(n: int, width: int) -> int:
@@ -237,7 +242,7 @@ def line_chart(
     grid = []
     k = 0
     while k * step <= top + 1e-9:
-        v = k * step
+        v = round(k * step, 9)
         grid.append({"y": y(v), "label": fmt(v)})
         k += 1
     every = _label_every(n, w)
@@ -341,10 +346,10 @@ def trend_chart(weeks: Sequence[dict[str, Any]], agent: str, size: str = "card")
 
 @register.inclusion_tag("web/dash/_line_chart.html")
 def latency_chart(
-    weeks: Sequence[dict[str, Any]], agent: str, slo_ms: int | None = None
+    weeks: Sequence[dict[str, Any]], agent: str, slo_ms: int | str | None = None
 ) -> dict[str, Any]:
     """p50 (solid) and p95 (dashed) trace duration per week, with the contract's SLO if any."""
-    ref = (float(slo_ms), f"SLO {fmt_ms(slo_ms)}") if slo_ms is not None else None
+    ref = (float(slo_ms), f"SLO {fmt_ms(slo_ms)}") if slo_ms not in (None, "") else None
     chart = line_chart(
         weeks,
         LATENCY,
