@@ -163,7 +163,9 @@ def agent(request: HttpRequest, agent: str) -> HttpResponse:
         n = int(raw)
     else:
         status = 400
-        error = AppError(f"weeks: must be one of {', '.join(map(str, AGENT_RANGES))}", field="weeks")
+        error = AppError(
+            f"weeks: must be one of {', '.join(map(str, AGENT_RANGES))}", field="weeks"
+        )
     weeks = agent_weeks(project_id=t.project_id, agent=agent, weeks=n)
     issues = issues_query(t.scoped(Issue), agent=agent).filter(status__in=OPEN_STATUSES)
     failed, more_failed = traces_list(

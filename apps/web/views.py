@@ -48,7 +48,6 @@ def landing(request: HttpRequest) -> HttpResponse:
         if m is not None:
             return redirect("orgs:org-home", m.organization.slug)
     from apps.accounts.forms import SignInForm
-
     from apps.demo.views import demo_available
 
     return render(request, "accounts/signin.html", {"form": SignInForm(), "demo": demo_available()})

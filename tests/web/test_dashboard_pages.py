@@ -196,7 +196,7 @@ def test_report_headline_figures_are_the_sums_of_its_agent_rows(tenant_a) -> Non
     resp = tenant_a.client.get(tenant_a.base + "/report/", {"week": "2026-03-11"})  # a Wednesday
     html = resp.content.decode()
     assert resp.status_code == 200
-    assert "Mar 9 – Mar 15, 2026" in html  # snapped to its Monday
+    assert "Mar 9 \u2013 Mar 15, 2026" in html  # snapped to its Monday
     for col in ("traces", "sessions", "spans"):
         assert cells(html, "data-total", col) == [sum(cells(html, "data-col", col))], col
     assert cells(html, "data-total", "traces") == [8]
@@ -206,7 +206,7 @@ def test_report_headline_figures_are_the_sums_of_its_agent_rows(tenant_a) -> Non
     assert cells(html, "data-total", "spans") == [3 + 4 + 2 + 1]
     assert "8</strong> execution traces captured" in html
     assert "25.0 %" in html  # the week's issue rate: 2 of 8
-    # (prev 3/8 − this 2/8) / (3/8) = 33.3 % better, also said in words in the headline sentence
+    # (prev 3/8 - this 2/8) / (3/8) = 33.3 % better, also said in words in the headline sentence
     assert "33.3 %</strong> issue rate improvement" in html
     rows = {m[0]: m[1] for m in re.findall(r'<th scope="row">(.*?)</th>(.*?)</tr>', html, re.S)}
     support = next(v for k, v in rows.items() if ">support<" in k)
@@ -237,7 +237,7 @@ def test_report_picker_rejects_a_malformed_week_and_htmx_gets_the_fragment(tenan
     assert 'class="field has-error"' in html and "week: give a day as YYYY-MM-DD" in html
     ok = tenant_a.client.get(tenant_a.base + "/report/", {"week": "2026-03-04"})
     html = ok.content.decode()
-    assert "Mar 2 – Mar 8, 2026" in html and "No traces in this week." in html
+    assert "Mar 2 \u2013 Mar 8, 2026" in html and "No traces in this week." in html
     assert "?week=2026-02-23" in html and "?week=2026-03-09" in html  # previous / next
     assert "data-print" in html
     frag = tenant_a.client.get(tenant_a.base + "/report/", {"week": "2026-03-04"}, **HX)
@@ -424,7 +424,7 @@ def test_line_chart_leaves_gaps_and_scales_to_the_data() -> None:
     ]
     c = line_chart(weeks, TREND, title="t", fmt=lambda v: f"{v}", floor=0.02, cap=1.0)
     issue, silent = c["series"]
-    assert len(issue["points"]) == 3 and len(issue["segments"]) == 1  # Mar 2 alone, then 16–23
+    assert len(issue["points"]) == 3 and len(issue["segments"]) == 1  # Mar 2 alone, then 16 to 23
     assert len(silent["points"]) == 2 and silent["segments"] == []
     assert [g["x"] for g in c["gaps"]] == [issue["points"][0]["x"] + (c["x1"] - c["x0"]) / 4]
     # ticks in nice steps up to the data maximum, rounded up

@@ -22,7 +22,8 @@ from django.utils import dateformat
 
 register = template.Library()
 
-DASH = "—"
+DASH = "\u2014"  # em dash: a value that is not defined
+EN_DASH = "\u2013"  # date ranges
 
 
 # --- formatting ------------------------------------------------------------------------------
@@ -56,10 +57,10 @@ def as_date(value: date | str) -> date:
 
 
 def fmt_week(value: date | str, *, year: bool = False) -> str:
-    """The ISO week starting on ``value``: "Mar 2 – Mar 8" (", 2026" with ``year``)."""
+    """The ISO week starting on ``value``: "Mar 2 - Mar 8" with an en dash (", 2026" with ``year``)."""
     start = as_date(value)
     end = start + timedelta(days=6)
-    text = f"{dateformat.format(start, 'M j')} – {dateformat.format(end, 'M j')}"
+    text = f"{dateformat.format(start, 'M j')} {EN_DASH} {dateformat.format(end, 'M j')}"
     return f"{text}, {end.year}" if year else text
 
 
@@ -86,7 +87,7 @@ def week_label(value: date | str) -> str:
 @register.filter
 def anchor(value: str) -> str:
     """A stable HTML id for an agent name (which may hold any character)."""
-    return "c-" + hashlib.sha1(str(value).encode()).hexdigest()[:10]
+    return "c-" + hashlib.blake2s(str(value).encode(), digest_size=5).hexdigest()
 
 
 @register.simple_tag(takes_context=True)
@@ -194,7 +195,7 @@ LATENCY = (
 
 
 def nice_scale(top: float, floor: float) -> tuple[float, float]:
-    """An axis maximum and tick step (1, 2, 2.5 or 5 × 10^k) for about four ticks."""
+    """An axis maximum and tick step (1, 2, 2.5 or 5 times 10^k) for about four ticks."""
     top = max(top, floor)
     raw = top / 4
     mag = 10 ** math.floor(math.log10(raw))
@@ -300,7 +301,7 @@ def line_chart(
     ref_out = None
     if ref is not None:
         ref_out = {"y": y(ref[0]), "label": ref[1], "shown": ref_shown}
-    uid = "ch-" + hashlib.sha1(title.encode()).hexdigest()[:10]
+    uid = "ch-" + hashlib.blake2s(title.encode(), digest_size=5).hexdigest()
     return {
         "id": uid,
         "w": w,
