@@ -189,6 +189,8 @@ KRIY_INGEST = {
     "BATCH_MAX_WAIT_MS": float(os.environ.get("KRIY_BATCH_MAX_WAIT_MS") or 0),
     "BATCH_MAX_ROWS": env_int("KRIY_BATCH_MAX_ROWS", 20_000),
 }
+# Ingest checks its own (larger) body limits; Django's 2.5 MB default would cut them short.
+DATA_UPLOAD_MAX_MEMORY_SIZE = KRIY_INGEST["MAX_BODY_BYTES"] + 1024 * 1024
 # Token bucket per organization: sustained spans per second and the burst on top of it.
 KRIY_RATE_LIMIT_SPANS_PER_SEC = env_int("KRIY_RATE_LIMIT_SPANS_PER_SEC", 100_000)
 KRIY_RATE_LIMIT_BURST = env_int("KRIY_RATE_LIMIT_BURST", 500_000)
@@ -279,6 +281,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "kriyplatform.openapi.add_ingest_paths",
+    ],
 }
 
 LOGGING = {

@@ -77,15 +77,79 @@ def test_every_query_of_a_full_flow_carries_the_tenant_filter(tenant_a, monkeypa
     monkeypatch.setattr(transport, "query", recording)
     tid = trace_id()
     root = span(trace_id=tid, session_id="s-1")
-    post_spans(tenant_a.api(), [root, span(trace_id=tid, parent_span_id=root["span_id"], name="x", attributes={"kriy.result.partial": True})])
+    post_spans(
+        tenant_a.api(),
+        [
+            root,
+            span(
+                trace_id=tid,
+                parent_span_id=root["span_id"],
+                name="x",
+                attributes={"kriy.result.partial": True},
+            ),
+        ],
+    )
     judge_pending(settle_seconds=0)
     rollup_pending()
     api = tenant_a.api()
-    for path in ("/api/v1/traces", f"/api/v1/traces/{tid}", "/api/v1/sessions/s-1", "/api/v1/usage", "/api/v1/issues", "/api/v1/summary", "/api/v1/agents/support/weekly"):
+    for path in (
+        "/api/v1/traces",
+        f"/api/v1/traces/{tid}",
+        "/api/v1/sessions/s-1",
+        "/api/v1/usage",
+        "/api/v1/issues",
+        "/api/v1/summary",
+        "/api/v1/agents/support/weekly",
+    ):
         assert api.get(path).status_code == 200, path
-    for path in ("/", "/traces/", f"/traces/{tid}/", "/issues/", "/sessions/", "/sessions/s-1/", "/report/", "/agents/support/"):
+    for path in (
+        "/",
+        "/traces/",
+        f"/traces/{tid}/",
+        "/issues/",
+        "/sessions/",
+        "/sessions/s-1/",
+        "/report/",
+        "/agents/support/",
+    ):
         assert tenant_a.client.get(tenant_a.base + path).status_code in (200, 404), path
     assert seen
-    system = [re.sub(r"\s+", " ", s) for s in seen if TENANT_FILTER.replace("{project_id:UInt64}", "") not in s]
-    cross_tenant_allowed = ("FROM kriy.spans WHERE version >", "FROM kriy.trace_judgements WHERE judged_version >", "SELECT 1 AS ok")
-    assert all(any(a.replace("kriy.", "") in s.replace(f"{client.db()}.", "") for a in cross_tenant_allowed) for s in system), system
+    system = [
+        re.sub(r"\s+", " ", s)
+        for s in seen
+        if TENANT_FILTER.replace("{project_id:UInt64}", "") not in s
+    ]
+    cross_tenant_allowed = (
+        "FROM kriy.spans WHERE version >",
+        "FROM kriy.trace_judgements WHERE judged_version >",
+        "SELECT 1 AS ok",
+    )
+    assert all(
+        any(
+            a.replace("kriy.", "") in s.replace(f"{client.db()}.", "") for a in cross_tenant_allowed
+        )
+        for s in system
+    ), system
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a\tb",
+        "line\nbreak",
+        "back\\slash",
+        "quote'd",
+        "nul\x00byte",
+        "\\N",
+        "✓ unicode",
+        "\r\b\f",
+        "[1,2]",
+    ],
+)
+def test_any_string_round_trips_as_a_bound_parameter(value: str) -> None:
+    rows = ch_select(
+        "SELECT {s:String} AS s, {a:Array(String)} AS a FROM (SELECT 1 AS project_id) WHERE project_id = {project_id:UInt64}",
+        project_id=1,
+        params={"s": value, "a": [value, "x"]},
+    )
+    assert rows == [{"s": value, "a": [value, "x"]}]

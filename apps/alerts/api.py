@@ -211,6 +211,7 @@ class AlertRuleListApi(ProjectApiView):
     required_scope = "admin"
 
     @extend_schema(
+        operation_id="alert_rules_list",
         summary="The project's alert rules",
         responses=inline_serializer("AlertRuleList", {"rules": RuleOutSerializer(many=True)}),
     )
@@ -219,7 +220,10 @@ class AlertRuleListApi(ProjectApiView):
         return Response({"rules": [selectors.rule_out(r) for r in rules]})
 
     @extend_schema(
-        summary="Create an alert rule", request=RuleInSerializer, responses={201: RuleOutSerializer}
+        operation_id="alert_rule_create",
+        summary="Create an alert rule",
+        request=RuleInSerializer,
+        responses={201: RuleOutSerializer},
     )
     def post(self, request: Request) -> Response:
         s = RuleInSerializer(data=request.data, context={"project": self.tenant.project})
@@ -236,7 +240,9 @@ class AlertRuleDetailApi(ProjectApiView):
     def _rule(self, rule_id: int) -> AlertRule:
         return self.tenant.get(selectors.rules_query(self.tenant.scoped(AlertRule)), pk=rule_id)
 
-    @extend_schema(summary="One alert rule", responses=RuleOutSerializer)
+    @extend_schema(
+        operation_id="alert_rule_get", summary="One alert rule", responses=RuleOutSerializer
+    )
     def get(self, request: Request, rule_id: int) -> Response:
         return Response(selectors.rule_out(self._rule(rule_id)))
 
@@ -256,12 +262,16 @@ class AlertRuleDetailApi(ProjectApiView):
         return Response(selectors.rule_out(self._rule(rule_id)))
 
     @extend_schema(
-        summary="Replace an alert rule", request=RuleInSerializer, responses=RuleOutSerializer
+        operation_id="alert_rule_replace",
+        summary="Replace an alert rule",
+        request=RuleInSerializer,
+        responses=RuleOutSerializer,
     )
     def put(self, request: Request, rule_id: int) -> Response:
         return self._write(request, rule_id, partial=False)
 
     @extend_schema(
+        operation_id="alert_rule_update",
         summary="Change some fields of an alert rule",
         request=RuleInSerializer,
         responses=RuleOutSerializer,
@@ -269,7 +279,11 @@ class AlertRuleDetailApi(ProjectApiView):
     def patch(self, request: Request, rule_id: int) -> Response:
         return self._write(request, rule_id, partial=True)
 
-    @extend_schema(summary="Delete an alert rule and its history", responses={204: None})
+    @extend_schema(
+        operation_id="alert_rule_delete",
+        summary="Delete an alert rule and its history",
+        responses={204: None},
+    )
     def delete(self, request: Request, rule_id: int) -> Response:
         services.rule_delete(rule=self._rule(rule_id), actor=_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -279,6 +293,7 @@ class AlertRuleEventsApi(ProjectApiView):
     required_scope = "admin"
 
     @extend_schema(
+        operation_id="alert_rule_events",
         summary="The rule's transitions (firing, resolved), newest first, with their deliveries",
         parameters=[
             OpenApiParameter("limit", int, description="1-500, default 100"),
@@ -306,6 +321,7 @@ class ChannelListApi(ProjectApiView):
     required_scope = "admin"
 
     @extend_schema(
+        operation_id="channels_list",
         summary="The project's notification channels",
         responses=inline_serializer("ChannelList", {"channels": ChannelOutSerializer(many=True)}),
     )
@@ -319,6 +335,7 @@ class ChannelListApi(ProjectApiView):
         )
 
     @extend_schema(
+        operation_id="channel_create",
         summary="Create a channel (a webhook's signing secret is in this answer only)",
         request=ChannelInSerializer,
         responses={201: ChannelOutSerializer},
@@ -337,11 +354,16 @@ class ChannelListApi(ProjectApiView):
 class ChannelDetailApi(ProjectApiView):
     required_scope = "admin"
 
-    @extend_schema(summary="One notification channel", responses=ChannelOutSerializer)
+    @extend_schema(
+        operation_id="channel_get",
+        summary="One notification channel",
+        responses=ChannelOutSerializer,
+    )
     def get(self, request: Request, channel_id: int) -> Response:
         return Response(selectors.channel_out(self.tenant.get(NotificationChannel, pk=channel_id)))
 
     @extend_schema(
+        operation_id="channel_replace",
         summary="Replace a channel (its kind cannot change; rotate_secret issues a new secret)",
         request=ChannelInSerializer,
         responses=ChannelOutSerializer,
@@ -357,7 +379,11 @@ class ChannelDetailApi(ProjectApiView):
         )
         return Response(selectors.channel_out(channel, secret=secret))
 
-    @extend_schema(summary="Delete a channel (its rules stop notifying it)", responses={204: None})
+    @extend_schema(
+        operation_id="channel_delete",
+        summary="Delete a channel (its rules stop notifying it)",
+        responses={204: None},
+    )
     def delete(self, request: Request, channel_id: int) -> Response:
         channel = self.tenant.get(NotificationChannel, pk=channel_id)
         services.channel_delete(channel=channel, actor=_actor(request))
@@ -368,6 +394,7 @@ class ChannelTestApi(ProjectApiView):
     required_scope = "admin"
 
     @extend_schema(
+        operation_id="channel_test",
         summary="Send a test notification now and report the outcome",
         request=None,
         responses=_TEST_OUT,

@@ -26,7 +26,7 @@ import operator
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -209,7 +209,9 @@ def rule_update(*, rule: AlertRule, actor: Any, data: dict[str, Any]) -> AlertRu
         for f in RULE_FIELDS:
             setattr(rule, f, merged[f])
         rule.updated_at = timezone.now()
-        rule.save()
+        # only the configuration: state and sequence belong to the evaluation (a stale copy
+        # saved whole could move the state back under a running evaluation)
+        rule.save(update_fields=[*RULE_FIELDS, "updated_at"])
         rule.channels.set(merged["channels"])
         if changed:
             _audit(
@@ -421,6 +423,7 @@ FROM {{db}}.trace_judgements FINAL WHERE {_WINDOW} AND has(finding_agents, {{age
 
 def rule_measure(*, rule: AlertRule, now: datetime) -> Measurement:
     """The rule's metric over [now - window, now]. May raise SpanStoreUnavailable."""
+    now = now.astimezone(UTC)  # bound as a UTC wall-clock time
     since = now - timedelta(seconds=rule.window_seconds)
     metric = rule.metric
     if metric in ISSUE_EVENT_METRICS:
@@ -648,7 +651,7 @@ def delivery_attempt(*, delivery_id: int) -> Attempt:
     )
     if not claimed:
         current = Delivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first()
-        return Attempt(delivery_id, status=current or "gone")
+        return Attempt(delivery_id, status=str(current or "gone"))
     d = Delivery.objects.select_related("event__project__organization", "channel").get(
         pk=delivery_id
     )
@@ -669,7 +672,7 @@ def delivery_attempt(*, delivery_id: int) -> Attempt:
     else:
         update.update(status=Delivery.Status.FAILED, next_attempt_at=None)
     Delivery.objects.filter(pk=delivery_id).update(**update)
-    status = update.get("status", Delivery.Status.PENDING)
+    status = str(update.get("status", Delivery.Status.PENDING))
     if not result.ok:
         log.warning("delivery %s attempt %s: %s", delivery_id, d.attempts, result.error)
     return Attempt(delivery_id, status=status, sent=True, retry_in=retry_in, result=result)

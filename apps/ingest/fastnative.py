@@ -186,7 +186,7 @@ def _columns(spans: list[Any], n: int, limits: Limits) -> dict[str, Any]:
             raise _Decline
     if not _HEX_LOWER_RUN("".join(span_ids)) or _ZERO16 in span_ids:
         raise _Decline
-    if len(set(zip(trace_ids, span_ids))) != n:
+    if len(set(zip(trace_ids, span_ids, strict=True))) != n:
         raise _Decline  # a repeated span: the slow path names it
     present = [p for p in parents if p]
     if present:
@@ -211,7 +211,9 @@ def _columns(spans: list[Any], n: int, limits: Limits) -> dict[str, Any]:
         raise _Decline
 
     kind_col = ["step" if k is None else k for k in kinds] if None in kinds else list(kinds)
-    status_col = ["unset" if s is None else s for s in statuses] if None in statuses else list(statuses)
+    status_col = (
+        ["unset" if s is None else s for s in statuses] if None in statuses else list(statuses)
+    )
     message_col = ["" if m is None else m for m in messages] if None in messages else list(messages)
 
     cols: dict[str, Any] = {
@@ -231,8 +233,10 @@ def _columns(spans: list[Any], n: int, limits: Limits) -> dict[str, Any]:
         "output": _json_column(outputs, limits.max_io_bytes),
     }
     _attribute_columns(attrs, n, cols)
-    cols["events"] = _events_column(events, n) if events.count(None) != n else orjson.Fragment(
-        b"[" + b",".join([b"[]"] * n) + b"]"
+    cols["events"] = (
+        _events_column(events, n)
+        if events.count(None) != n
+        else orjson.Fragment(b"[" + b",".join([b"[]"] * n) + b"]")
     )
     if invoke.count(None) == n:
         cols["invoke_agent"] = [0] * n

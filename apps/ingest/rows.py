@@ -65,18 +65,9 @@ FORMAT = "JSONCompactColumns"
 # ``ch_insert`` target: the table with its column list and the input settings this encoding
 # relies on (spelled out, so a server with other defaults reads the same text).
 INSERT_TARGET = (
-    "spans ("
-    + ", ".join(COLUMNS)
-    + ") SETTINGS input_format_json_read_objects_as_strings = 1,"
+    "spans (" + ", ".join(COLUMNS) + ") SETTINGS input_format_json_read_objects_as_strings = 1,"
     " input_format_json_read_arrays_as_strings = 1"
 )
-
-# Columns a caller provides (all but the per-request constants and the derived duration).
-SPAN_FIELDS = tuple(
-    c
-    for c in COLUMNS
-    if c not in ("project_id", "start_time", "end_time", "duration_ns", "retention_days", "ingested_at", "version")
-) + ("start_ns", "end_ns")
 
 _Fragment = orjson.Fragment
 _dumps = orjson.dumps
@@ -104,9 +95,10 @@ def encode_columns(
     version: int,
     now: int | None = None,
 ) -> bytes:
-    """One block of ``n`` rows. ``cols`` maps each of ``SPAN_FIELDS`` to a sequence (or a
-    pre-encoded ``orjson.Fragment``); ``start_ns``/``end_ns`` are Unix nanoseconds and
-    ``duration_ns`` may be given (else it is computed)."""
+    """One block of ``n`` rows. ``cols`` maps every column but the per-request ones
+    (``project_id``, ``retention_days``, ``ingested_at``, ``version``) to a sequence of ``n``
+    values or a pre-encoded ``orjson.Fragment`` of them; times come as ``start_ns``/``end_ns``
+    (Unix nanoseconds) and ``duration_ns`` is computed when absent."""
     if now is None:
         now = int(time.time())
     starts, ends = cols["start_ns"], cols["end_ns"]

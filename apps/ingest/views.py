@@ -20,6 +20,7 @@ from apps.ingest.services import (
     decompress,
     spans_ingest_body,
     spans_store,
+    spans_store_columns,
 )
 from kriyplatform.errors import RELATIONAL_OUTAGE, AppError, SpanStoreUnavailable
 
@@ -132,6 +133,7 @@ def _otlp_ctype(request: HttpRequest) -> str:
 
 
 def _otlp(request: HttpRequest) -> HttpResponse:
+    from apps.ingest.fastotlp import otlp_columns
     from apps.ingest.native import Limits, validate_spans
     from apps.ingest.otlp import OtlpDecodeError, decode_request, encode_response, to_native
 
@@ -148,15 +150,22 @@ def _otlp(request: HttpRequest) -> HttpResponse:
         req = decode_request(data, ctype)
     except OtlpDecodeError as exc:
         raise AppError(f"body: {exc}") from exc
-    mapped = to_native(req)
+    limits = Limits.from_settings()
     max_spans = settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"]
+    fast = otlp_columns(req, limits, max_spans)
+    if fast is not None:  # every span maps and is valid (else the detailed path below)
+        cols, n = fast
+        check_rate(principal, n)
+        spans_store_columns(principal=principal, cols=cols, n=n)
+        return HttpResponse(encode_response(0, "", ctype), status=200, content_type=ctype)
+    mapped = to_native(req)
     if len(mapped) > max_spans:
         raise PayloadTooLarge(f"spans: at most {max_spans} spans per request, got {len(mapped)}")
     if not mapped:
         return HttpResponse(encode_response(0, "", ctype), status=200, content_type=ctype)
     check_rate(principal, len(mapped))
     natives = [m[0] for m in mapped]
-    rows, rejected = validate_spans(natives, Limits.from_settings())
+    rows, rejected = validate_spans(natives, limits)
     # Mapping errors (bad ids) come first; validation errors of mapped spans otherwise.
     errors: list[str] = []
     n_rejected = 0

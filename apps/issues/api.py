@@ -28,6 +28,7 @@ _issue = IssueSerializer
 
 class IssueListApi(ProjectApiView):
     @extend_schema(
+        operation_id="issues_list",
         summary="Grouped issues, most recently seen first",
         parameters=[
             OpenApiParameter("agent", str),
@@ -58,7 +59,7 @@ class IssueListApi(ProjectApiView):
 
 
 class IssueDetailApi(ProjectApiView):
-    @extend_schema(summary="One issue", responses=_issue)
+    @extend_schema(operation_id="issue_get", summary="One issue", responses=_issue)
     def get(self, request: Request, issue_id: int) -> Response:
         return Response(selectors.issue_out(self.tenant.get(Issue, pk=issue_id)))
 
@@ -69,6 +70,7 @@ class IssueActionApi(ProjectApiView):
     required_scope = "admin"
 
     @extend_schema(
+        operation_id="issue_action",
         summary="Resolve, ignore or reopen",
         request=inline_serializer(
             "IssueAction",

@@ -41,6 +41,7 @@ def trace_filters(params: object) -> selectors.TraceFilters:
 
 class TraceListApi(ProjectApiView):
     @extend_schema(
+        operation_id="traces_list",
         summary="List traces, newest first",
         parameters=[
             OpenApiParameter("agent", str),
@@ -68,7 +69,9 @@ class TraceListApi(ProjectApiView):
 
 class TraceDetailApi(ProjectApiView):
     @extend_schema(
-        summary="A trace: its spans, outcome and findings", responses=OpenApiTypes.OBJECT
+        operation_id="trace_get",
+        summary="A trace: its spans, outcome and findings",
+        responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, trace_id: str) -> Response:
         return Response(selectors.trace_get(project_id=self.tenant.project_id, trace_id=trace_id))
@@ -76,7 +79,9 @@ class TraceDetailApi(ProjectApiView):
 
 class SessionDetailApi(ProjectApiView):
     @extend_schema(
-        summary="A session: its traces in time order and its outcome", responses=OpenApiTypes.OBJECT
+        operation_id="session_get",
+        summary="A session: its traces in time order and its outcome",
+        responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, session_id: str) -> Response:
         return Response(

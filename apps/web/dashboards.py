@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.detection.models import AgentContract
@@ -42,8 +43,12 @@ WAITER_ID = "first-span-wait"
 def _page(
     request: HttpRequest, template: str, fragment: str, ctx: dict[str, Any], status: int = 200
 ) -> HttpResponse:
-    name = f"{template}#{fragment}" if request.htmx else template
-    return render(request, name, ctx, status=status)
+    # A history restore (back button, with no history cache) needs the whole page.
+    htmx = request.htmx and not request.htmx.history_restore_request
+    response = render(request, f"{template}#{fragment}" if htmx else template, ctx, status=status)
+    # the same URL answers a page or a fragment: caches must keep them apart
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 def _this_monday() -> date:
@@ -122,7 +127,9 @@ def report(request: HttpRequest) -> HttpResponse:
     try:
         week = week_param(request.GET) or current
     except AppError as exc:
-        week, status, error = current, exc.status_code, exc
+        # htmx does not swap a 4xx answer, so the picker's fragment carries its error with a 200
+        week, error = current, exc
+        status = 200 if request.htmx else exc.status_code
     data = weekly_report(project_id=t.project_id, week_start=week)
     iso = week.isocalendar()
     ctx = {
@@ -162,7 +169,7 @@ def agent(request: HttpRequest, agent: str) -> HttpResponse:
     if raw in {str(r) for r in AGENT_RANGES}:
         n = int(raw)
     else:
-        status = 400
+        status = 200 if request.htmx else 400  # htmx does not swap a 4xx answer
         error = AppError(
             f"weeks: must be one of {', '.join(map(str, AGENT_RANGES))}", field="weeks"
         )
@@ -211,7 +218,7 @@ class ContractForm(forms.Form):
     required_steps = forms.CharField(
         label="Required steps",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
         help_text="One span name per line. A completed trace without one of them gets a "
         "required_step_skipped finding.",
     )
@@ -221,6 +228,8 @@ class ContractForm(forms.Form):
         min_value=0,
         max_value=MAX_SLO_MS,
         help_text="A trace that takes longer gets a latency_slo_breach finding. Empty: no SLO.",
+        # text, not type=number: a browser drops a non-number there, hiding what was wrong
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
         error_messages={"invalid": "Latency SLO: enter a whole number of milliseconds."},
     )
 

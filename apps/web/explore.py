@@ -13,12 +13,14 @@ import time
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -97,10 +99,10 @@ FINDING_TYPES: dict[str, tuple[str, str]] = {
     ),
 }
 
-TRACE_PAGE = 50
 SESSION_PAGE = 50
 ISSUE_PAGE = 50
 WF_WIDTH = 1000  # SVG user units of a waterfall track; bars are placed in these units
+MAX_WF_ROWS = 2000  # a page beyond this many rows stops being readable (and fast)
 MAX_DEPTH_CLASS = 12  # indent classes d0…d12 exist in explore.css; deeper spans show the depth
 CHART_DAYS = 56
 
@@ -124,11 +126,19 @@ def _render(
     """The full page, or for HTMX the partial that the target asked for."""
     ctx = {**_slugs(request), **ctx}
     if not _is_fragment(request):
-        return render(request, template, ctx, status=status)
-    name = "content" if request.htmx.target == "main" else fragment
-    ctx["htmx_nav"] = name == "content"
-    # htmx 2 does not swap 4xx responses by default: a refused filter is still shown in place.
-    return render(request, f"{template}#{name}", ctx, status=200 if status == 400 else status)
+        resp = render(request, template, ctx, status=status)
+    else:
+        name = "content" if request.htmx.target == "main" else fragment
+        ctx["htmx_nav"] = name == "content"
+        # htmx 2 does not swap 4xx responses by default: a refused filter is shown in place.
+        resp = render(request, f"{template}#{name}", ctx, status=200 if status == 400 else status)
+        if name == "results":
+            # A filter form sends every field: push the address without the empty ones.
+            query = urlencode([(k, v) for k, vs in request.GET.lists() for v in vs if v])
+            resp["HX-Push-Url"] = request.path + (f"?{query}" if query else "")
+    # The same URL answers a page or a fragment: caches must keep them apart.
+    patch_vary_headers(resp, ("HX-Request", "HX-Target"))
+    return resp
 
 
 def _slugs(request: HttpRequest) -> dict[str, str]:
@@ -341,7 +351,7 @@ def waterfall(spans: list[dict[str, Any]], findings: list[dict[str, Any]]) -> di
     returned separately, each with its own subtree.
     """
     if not spans:
-        return {"rows": [], "orphans": [], "total_ms": 0, "ticks": []}
+        return {"rows": [], "orphans": [], "hidden": 0, "total_ms": 0, "ticks": []}
     starts = {s["span_id"]: _ns(s["start_time"]) for s in spans}
     ends = {s["span_id"]: _ns(s["end_time"]) for s in spans}
     t0 = min(starts.values())
@@ -398,9 +408,15 @@ def waterfall(spans: list[dict[str, Any]], findings: list[dict[str, Any]]) -> di
     walk(orphans, lost)
     walk([s for s in spans if s["span_id"] not in seen], lost)  # parent cycles
     total_ms = total / 1e6
+    hidden = max(len(rows) + len(lost) - MAX_WF_ROWS, 0)
+    if hidden:
+        rows = rows[:MAX_WF_ROWS]
+        lost = lost[: max(MAX_WF_ROWS - len(rows), 0)]
     return {
         "rows": rows,
         "orphans": lost,
+        "hidden": hidden,
+        "shown": len(rows) + len(lost),
         "total_ms": total_ms,
         "ticks": [total_ms * k / 4 for k in range(5)],
     }

@@ -9,7 +9,7 @@ urlpatterns = [
     # dashboards
     path(P, dashboards.overview, name="overview"),
     path(P + "report/", dashboards.report, name="report"),
-    path(P + "agents/<str:agent>/", dashboards.agent, name="agent"),
+    path(P + "agents/<path:agent>/", dashboards.agent, name="agent"),
     path(P + "settings/contracts/", dashboards.contracts, name="contracts"),
     # explore
     path(P + "issues/", explore.issues, name="issues"),

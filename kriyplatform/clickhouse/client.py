@@ -43,9 +43,24 @@ class Transport(Protocol):
 # Parameter values in ClickHouse's text format (what clickhouse-connect does for server binding).
 
 
+# ClickHouse parses parameter values in its "escaped" text format: backslash, tab, newline and the
+# other control characters must be escaped, and strings inside arrays are single-quoted.
+_ESCAPES = {
+    "\\": "\\\\",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\0": "\\0",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+_QUOTED_TABLE = str.maketrans({**_ESCAPES, "'": "\\'"})
+
+
 def _quote(value: Any) -> str:
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + value.translate(_QUOTED_TABLE) + "'"
     return format_param(value)
 
 
@@ -54,6 +69,8 @@ def format_param(value: Any) -> str:
         return "\\N"
     if isinstance(value, bool):
         return "1" if value else "0"
+    if isinstance(value, str):
+        return value.translate(_ESCAPE_TABLE)
     if isinstance(value, (list, tuple, set, frozenset)):
         return "[" + ",".join(_quote(v) for v in value) + "]"
     if isinstance(value, datetime):

@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from apps.demo.traffic import TrafficGenerator, to_otlp  # noqa: E402
-from tests.bench.harness import Server, machine  # noqa: E402
+from apps.demo.traffic import TrafficGenerator, to_otlp
+from tests.bench.harness import Server, machine
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 
@@ -43,14 +43,22 @@ def make_requests(n_spans: int, fmt: str, seed: int) -> tuple[list[bytes], int]:
         n = rng.randint(200, 500)
         chunk = spans[i : i + n]
         i += n
-        bodies.append(orjson.dumps({"spans": chunk}) if fmt == "native" else to_otlp(chunk).SerializeToString())
+        bodies.append(
+            orjson.dumps({"spans": chunk})
+            if fmt == "native"
+            else to_otlp(chunk).SerializeToString()
+        )
     return bodies, len(spans)
 
 
 def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
     bodies, total = make_requests(n_spans, fmt, seed=11 if fmt == "native" else 12)
     avg = sum(map(len, bodies)) / total
-    path, ctype = ("/api/v1/spans", "application/json") if fmt == "native" else ("/v1/traces", "application/x-protobuf")
+    path, ctype = (
+        ("/api/v1/spans", "application/json")
+        if fmt == "native"
+        else ("/v1/traces", "application/x-protobuf")
+    )
     with Server(port=port) as server:
         key = server.key()
         work: queue.Queue[bytes] = queue.Queue()
@@ -66,7 +74,12 @@ def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
                 except queue.Empty:
                     return
                 for _attempt in range(10):
-                    conn.request("POST", path, body=body, headers={"Authorization": f"Bearer {key}", "Content-Type": ctype})
+                    conn.request(
+                        "POST",
+                        path,
+                        body=body,
+                        headers={"Authorization": f"Bearer {key}", "Content-Type": ctype},
+                    )
                     resp = conn.getresponse()
                     data = resp.read()
                     if resp.status == 200:
@@ -116,7 +129,11 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8765)
     a = p.parse_args()
     results = [run(fmt, a.spans, a.connections, a.port) for fmt in a.formats.split(",")]
-    out = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}
+    out = {
+        "machine": machine(),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "results": results,
+    }
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     for r in results:
         print(

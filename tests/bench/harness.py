@@ -13,22 +13,40 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+PY = (
+    str(ROOT / ".venv" / "bin" / "python")
+    if (ROOT / ".venv" / "bin" / "python").exists()
+    else sys.executable
+)
 
 
 class Server:
     """``manage.py serve`` (what `make run` runs) on a fresh data directory."""
 
-    def __init__(self, port: int = 8765, env: dict[str, str] | None = None, data_dir: str | None = None):
+    def __init__(
+        self, port: int = 8765, env: dict[str, str] | None = None, data_dir: str | None = None
+    ):
         self.port = port
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kriy-bench-")
-        self.env = {**os.environ, "KRIY_DATA_DIR": self.data_dir, "KRIY_DEMO": "0", "PORT": str(port), **(env or {})}
+        self.env = {
+            **os.environ,
+            "KRIY_DATA_DIR": self.data_dir,
+            "KRIY_DEMO": "0",
+            "PORT": str(port),
+            **(env or {}),
+        }
         self.env.pop("DATABASE_URL", None) if "DATABASE_URL" not in (env or {}) else None
         self.proc: subprocess.Popen | None = None
         self.log = open(Path(self.data_dir) / "server.log", "wb")  # noqa: SIM115
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen([PY, "manage.py", "serve", "--port", str(self.port)], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [PY, "manage.py", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -49,10 +67,14 @@ class Server:
             self.proc.wait(30)
 
     def manage(self, *args: str) -> str:
-        return subprocess.check_output([PY, "manage.py", *args], cwd=ROOT, env=self.env, text=True).strip()
+        return subprocess.check_output(
+            [PY, "manage.py", *args], cwd=ROOT, env=self.env, text=True
+        ).strip()
 
     def key(self, scopes: str = "ingest,read,admin") -> str:
-        return self.manage("create_api_key", "--org", "bench", "--project", "bench", "--scopes", scopes)
+        return self.manage(
+            "create_api_key", "--org", "bench", "--project", "bench", "--scopes", scopes
+        )
 
     def peak_rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:

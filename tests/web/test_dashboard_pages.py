@@ -117,7 +117,7 @@ def test_overview_shows_a_card_and_a_trend_per_agent_and_refreshes_itself(tenant
     assert f"{tenant_a.base}/issues/?agent=support" in support
     assert f'href="{tenant_a.base}/agents/support/"' in support
     # 12-week chart: points only for the 3 weeks with traces, gap marks for the 9 others
-    assert support.count('class="dot-issue"') == 3 and support.count('class="dot-silent"') == 3
+    assert support.count('class="pt pt-issue"') == 3 and support.count('class="pt pt-silent"') == 3
     assert support.count('class="gap-mark"') == 9
     # the lone point 3 weeks ago has no line; last week → this week is one segment per series
     assert support.count('<polyline class="series-issue"') == 1
@@ -227,7 +227,7 @@ def test_report_headline_figures_are_the_sums_of_its_agent_rows(tenant_a) -> Non
     new = first.content.decode().split('id="h-new"')[1].split("</section>")[0]
     for issue in Issue.objects.filter(project=tenant_a.project):
         assert f'href="{tenant_a.base}/issues/{issue.pk}/"' in new
-    assert "No new issues this week." in html  # nothing new in the week of Mar 9
+    assert "No issue was new, regressed or resolved this week." in html  # the week of Mar 9
 
 
 def test_report_picker_rejects_a_malformed_week_and_htmx_gets_the_fragment(tenant_a) -> None:
@@ -244,6 +244,14 @@ def test_report_picker_rejects_a_malformed_week_and_htmx_gets_the_fragment(tenan
     body = frag.content.decode()
     assert frag.status_code == 200 and "<html" not in body
     assert body.lstrip().startswith('<div id="report"') and "data-print" not in body
+    assert "HX-Request" in frag.headers["Vary"]
+    # the picker's error reaches the page through htmx too (it does not swap a 4xx)
+    bad = tenant_a.client.get(tenant_a.base + "/report/", {"week": "soon"}, **HX)
+    assert bad.status_code == 200 and "week: give a day" in bad.content.decode()
+    # the back button without a history cache asks for the whole page
+    restore = {**HX, "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}
+    full = tenant_a.client.get(tenant_a.base + "/report/", {"week": "2026-03-04"}, **restore)
+    assert "<html" in full.content.decode()
 
 
 # --- agent page ------------------------------------------------------------------------------
@@ -264,7 +272,7 @@ def test_agent_page_shows_trends_findings_latency_issues_traces_and_contract(ten
     assert resp.status_code == 200
     # the trend chart: one point per week with traces (Mar 2 and Mar 9), in 52 weeks
     trend = html.split('id="h-trend"')[1].split("</section>")[0]
-    assert trend.count('class="dot-issue"') == 2 and trend.count('class="gap-mark"') == 50
+    assert trend.count('class="pt pt-issue"') == 2 and trend.count('class="gap-mark"') == 50
     findings = html.split('id="h-findings"')[1].split("</section>")[0]
     assert "2 partial_result_used findings over the weeks shown" in findings
     assert findings.count("1 partial_result_used finding</title>") == 2  # one bar per week
@@ -387,7 +395,10 @@ def test_contracts_editor_is_read_only_for_a_viewer(tenant_a) -> None:
     from apps.accounts.models import User
     from apps.orgs.models import Membership
 
-    contracts_put(project=tenant_a.project, document={"support": {"required_steps": ["verify"]}})
+    contracts_put(
+        project=tenant_a.project,
+        document={"support": {"required_steps": ["verify"]}, SCRIPT: {"latency_slo_ms": 5}},
+    )
     viewer = User.objects.create_user(email="viewer@acme.example", password="x" * 12)
     Membership.objects.create(organization=tenant_a.org, user=viewer, role="viewer")
     client = Client()
@@ -395,12 +406,11 @@ def test_contracts_editor_is_read_only_for_a_viewer(tenant_a) -> None:
     url = tenant_a.base + "/settings/contracts/"
     html = client.get(url).content.decode()
     assert "Only an admin" in html and '<code class="step">verify</code>' in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and SCRIPT not in html
     assert 'method="post" action="' + url not in html and "<textarea" not in html
     resp = client.post(url, {"action": "json", "document": "{}"})
     assert resp.status_code == 404
-    assert contracts_document(project_id=tenant_a.project.pk) == {
-        "support": {"required_steps": ["verify"]}
-    }
+    assert set(contracts_document(project_id=tenant_a.project.pk)) == {"support", SCRIPT}
 
 
 # --- chart and delta units -------------------------------------------------------------------

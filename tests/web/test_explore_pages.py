@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.test import Client
@@ -19,6 +20,7 @@ from tests.factories import post_spans, span, trace_id
 pytestmark = pytest.mark.django_db
 
 EVIL = "<script>alert(1)</script>"
+EVIL_SESSION = f"s/{EVIL}"  # any text is a valid session id, slashes included
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 MS = 1_000_000
 # Traffic an hour ago, so the issue chart (last 8 weeks, by real date) has it.
@@ -87,7 +89,7 @@ def build_traffic() -> Traffic:
         EVIL,
         4000,
         4500,
-        session_id="sess-evil",
+        session_id=EVIL_SESSION,
         status_message=EVIL,
         attributes={"note": EVIL, "kriy.constraints": [EVIL]},
         input={"q": EVIL},
@@ -176,11 +178,17 @@ def test_traces_page_lists_judged_traces_with_outcome_status_and_findings(tenant
 
 
 def test_traces_htmx_request_returns_only_the_results_fragment(tenant_a, traffic):
-    text = assert_fragment(get(tenant_a, "/traces/?outcome=failed", **HX))
+    resp = get(tenant_a, "/traces/?agent=&outcome=failed&q=", **HX)
+    text = assert_fragment(resp)
+    # the pushed address drops the form's empty fields; caches keep page and fragment apart
+    assert resp["HX-Push-Url"] == f"{tenant_a.base}/traces/?outcome=failed"
+    assert "HX-Request" in resp["Vary"]
     assert "research_question" in text and "handle_ticket" not in text
     assert 'class="filters"' not in text  # the form stays on the page
     nav = assert_fragment(get(tenant_a, "/traces/", **HX_MAIN))
     assert 'class="filters"' in nav and "<title>Traces" in nav
+    # navigation into #main also refreshes the sidebar's current page, out of band
+    assert 'hx-swap-oob="outerHTML:nav.sidebar"' in nav and 'aria-current="page">Traces' in nav
 
 
 def test_traces_filter_by_agent_outcome_session_and_text(tenant_a, traffic):
@@ -324,7 +332,8 @@ def test_span_content_is_escaped_on_every_page(tenant_a, traffic):
         f"/traces/{r4['trace_id']}/",
         f"/traces/{r4['trace_id']}/spans/{r4['span_id']}/",
         f"/traces/{r4['trace_id']}/spans/{swallow['span_id']}/",
-        "/sessions/sess-evil/",
+        f"/sessions/{quote(EVIL_SESSION)}/",
+        "/sessions/",
         "/issues/?status=all",
     ]
     for path in pages:
@@ -335,6 +344,8 @@ def test_span_content_is_escaped_on_every_page(tenant_a, traffic):
     assert span_page.count(ESCAPED) >= 5  # name, message, attributes, input, output, event
     assert "&quot;q&quot;: &quot;&lt;script&gt;" in span_page  # pretty JSON, escaped
     assert ESCAPED in body(get(tenant_a, "/traces/"))
+    session_page = body(get(tenant_a, f"/sessions/{quote(EVIL_SESSION)}/"))
+    assert "Session <span" in session_page and ESCAPED in session_page
 
 
 # --- sessions --------------------------------------------------------------------------------------
@@ -344,7 +355,7 @@ def test_sessions_list_shows_sessions_with_worst_outcome_and_filters(tenant_a, t
     resp = get(tenant_a, "/sessions/")
     assert resp.status_code == 200
     text = body(resp)
-    assert "sess-42" in text and "sess-evil" in text
+    assert "sess-42" in text and f"/sessions/{quote(EVIL_SESSION, safe='/()')}/" in text
     assert f"{tenant_a.base}/sessions/sess-42/" in text
     text = assert_fragment(get(tenant_a, "/sessions/?outcome=clean", **HX))
     assert "sess-42" not in text
@@ -492,3 +503,54 @@ def test_issues_empty_state_points_to_traces_and_contracts(tenant_b):
     assert "No issues yet" in text and "/settings/contracts/" in text
     text = body(get(tenant_b, "/sessions/"))
     assert "No sessions yet" in text
+
+
+# --- waterfall layout --------------------------------------------------------------------------------
+
+
+def wf_span(sid: str, parent: str | None, start_ms: int, end_ms: int) -> dict[str, Any]:
+    from apps.spans.selectors import rfc3339
+
+    return {
+        "span_id": sid,
+        "parent_span_id": parent,
+        "name": sid,
+        "start_time": rfc3339(at(start_ms)),
+        "end_time": rfc3339(at(end_ms)),
+    }
+
+
+def test_waterfall_orders_the_tree_and_places_bars_relative_to_the_trace():
+    from apps.web.explore import waterfall
+
+    spans = [
+        wf_span("c2", "root", 500, 1000),
+        wf_span("root", None, 0, 1000),
+        wf_span("c1", "root", 100, 200),
+        wf_span("g1", "c1", 150, 160),
+        wf_span("lost", "missing", 900, 950),
+        wf_span("x", "y", 10, 20),  # x and y are each other's parent: never a tree
+        wf_span("y", "x", 30, 40),
+    ]
+    wf = waterfall(spans, [{"span_id": "g1", "type": "tool_loop", "message": "m"}])
+    assert [(r["span"]["span_id"], r["depth"]) for r in wf["rows"]] == [
+        ("root", 0),
+        ("c1", 1),
+        ("g1", 2),
+        ("c2", 1),
+    ]
+    assert {r["span"]["span_id"] for r in wf["orphans"]} == {"lost", "x", "y"}
+    root, c1, g1, c2 = wf["rows"]
+    assert (root["x"], root["width"]) == (0, 1000)
+    assert (c1["x"], c1["width"]) == (100, 100)
+    assert (c2["x"], c2["width"]) == (500, 500)
+    assert g1["width"] == 10 and g1["findings"] == ["tool_loop"]
+    assert wf["total_ms"] == 1000 and wf["ticks"][-1] == 1000
+
+
+def test_waterfall_keeps_tiny_spans_visible_inside_the_track():
+    from apps.web.explore import waterfall
+
+    wf = waterfall([wf_span("root", None, 0, 100_000), wf_span("z", "root", 100_000, 100_000)], [])
+    z = wf["rows"][1]
+    assert z["width"] == 2.0 and z["x"] + z["width"] <= 1000

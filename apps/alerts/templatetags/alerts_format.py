@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
+from django.utils import timezone
 
 from apps.alerts.selectors import format_threshold, format_value, window_label
 
@@ -46,3 +49,27 @@ def metric_threshold(value: float | None, metric: str) -> str:
 @register.filter
 def window(seconds: int) -> str:
     return window_label(seconds)
+
+
+@register.filter
+def ago(when: datetime | None) -> str:
+    """A short relative time: 'just now', '4 min ago', '3 h ago', '2 days ago'."""
+    if when is None:
+        return "never"
+    seconds = (timezone.now() - when).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    days = int(seconds // 86400)
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
+@register.filter
+def comparison_label(op: str) -> str:
+    """'>=' → 'at or above' (words read better than operators next to a number)."""
+    from apps.alerts.models import Comparison
+
+    return Comparison(op).label if op in Comparison.values else op

@@ -37,13 +37,16 @@ def fmt_pct(value: float | None) -> str:
 
 
 def fmt_ms(value: float | None) -> str:
-    """A compact duration for axes and tooltips: 850 ms, 1.5 s, 2.5 min."""
+    """A compact duration for axes and tooltips: 850 ms, 1.5 s, 80 s, 12.5 min.
+
+    Seconds up to ten minutes: axis ticks in 20 s steps read better as "80 s" than "1.3 min".
+    """
     if value is None:
         return DASH
     if value < 1000:
         return f"{value:.0f} ms"
     s = value / 1000
-    if s < 60:
+    if s < 600:
         return f"{s:.1f} s".replace(".0 s", " s")
     return f"{s / 60:.1f} min".replace(".0 min", " min")
 
@@ -180,8 +183,9 @@ class Series:
 
 SIZES = {
     # viewBox sizes close to the rendered width, so the 10px axis text stays readable
-    "card": (400, 170),
-    "wide": (720, 220),
+    "card": (320, 150),
+    "half": (560, 220),
+    "wide": (960, 240),
 }
 PAD_L, PAD_R, PAD_T, PAD_B = 46, 10, 10, 24
 TREND = (
@@ -347,7 +351,10 @@ def trend_chart(weeks: Sequence[dict[str, Any]], agent: str, size: str = "card")
 
 @register.inclusion_tag("web/dash/_line_chart.html")
 def latency_chart(
-    weeks: Sequence[dict[str, Any]], agent: str, slo_ms: int | str | None = None
+    weeks: Sequence[dict[str, Any]],
+    agent: str,
+    slo_ms: int | str | None = None,
+    size: str = "half",
 ) -> dict[str, Any]:
     """p50 (solid) and p95 (dashed) trace duration per week, with the contract's SLO if any."""
     ref = (float(slo_ms), f"SLO {fmt_ms(slo_ms)}") if slo_ms not in (None, "") else None
@@ -357,7 +364,7 @@ def latency_chart(
         title=f"p50 and p95 trace duration per week of {agent}",
         fmt=fmt_ms,
         floor=10.0,
-        size="wide",
+        size=size,
         ref=ref,
     )
     return {"c": chart}
@@ -373,7 +380,7 @@ def findings_chart(weeks: Sequence[dict[str, Any]], agent: str) -> dict[str, Any
     Small multiples rather than one stacked bar: nine types would need nine colours, and a
     colour-blind reader could not tell them apart; a labelled row per type needs no legend.
     """
-    w, h = 480, 34
+    w, h = 720, 34
     n = len(weeks)
     band = w / max(n, 1)
     totals: dict[str, int] = {}

@@ -13,7 +13,7 @@ from typing import Any
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
@@ -68,6 +68,19 @@ def when(value: Any) -> SafeString | str:
         dt.isoformat().replace("+00:00", "Z"),
         absolute,
         relative(dt),
+    )
+
+
+@register.simple_tag(takes_context=True)
+def oob_sidebar(context: template.Context) -> SafeString:
+    """The project sidebar again, swapped out of band: after HTMX navigation into ``#main`` it
+    marks the new page as current (the rest of the layout stays as it is)."""
+    html = context.template.engine.get_template("includes/sidebar.html").render(context)
+    # Our own template's output (already escaped); only the fixed opening tag is extended.
+    return mark_safe(  # noqa: S308
+        html.replace(
+            '<nav class="sidebar"', '<nav class="sidebar" hx-swap-oob="outerHTML:nav.sidebar"', 1
+        )
     )
 
 
@@ -133,6 +146,15 @@ def attr_value(value: Any) -> str:
 def humanize_type(value: str) -> str:
     """``stale_state`` → ``stale state`` for headings."""
     return str(value).replace("_", " ")
+
+
+@register.filter
+def finding_title(type_: str) -> str:
+    """The plain-language name of a finding type: ``tool_loop`` → ``Tool loop``."""
+    from apps.web.explore import FINDING_TYPES
+
+    known = FINDING_TYPES.get(str(type_))
+    return known[0] if known else humanize_type(type_).capitalize()
 
 
 @register.filter

@@ -1,0 +1,500 @@
+"""Fast path of ``POST /v1/traces``: an OTLP request whose spans all map and validate, straight
+to columns (``apps.ingest.rows``), without the native span dicts in between.
+
+``otlp_columns`` applies the mapping of ``otlp.to_native`` and the rules of
+``native.validate_spans`` in one pass, checking only what an OTLP span can get wrong (its ids,
+times and strings are typed by protobuf already). It returns ``None`` whenever a span would be
+refused or anything is unusual; the caller then runs ``to_native`` + ``validate_spans``, which own
+every error message and the partial-success answer. The columns it returns are the ones the slow
+path stores (``tests/ingest/test_fastotlp.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import operator
+from typing import Any
+
+import orjson
+
+from apps.ingest.native import (
+    MAX_NS,
+    MODEL_KEYS,
+    PROVIDER_KEYS,
+    TOKENS_IN_KEYS,
+    TOKENS_OUT_KEYS,
+    Limits,
+)
+from apps.ingest.otlp import (
+    _HANDOFF_PREFIX,
+    _OPENINFERENCE_KIND,
+    _OPERATION_KIND,
+    _PLAIN,
+    _SCALAR_TYPES,
+    _STATUS,
+    _ZERO_SPAN_ID,
+    _ZERO_TRACE_ID,
+    ExportTraceServiceRequest,
+    _any_to_py,
+    _convert_kvs,
+    _finite,
+    _flattened_messages,
+    _is_json_mime,
+    _text,
+    _TooDeepError,
+)
+
+_CONTAINERS = (dict, list)
+_KRIY_KEYS = frozenset(
+    (
+        "kriy.result.partial",
+        "kriy.retry.attempt",
+        "kriy.retry.reason",
+        "kriy.constraints",
+        "kriy.context.required",
+        "kriy.context.present",
+        "kriy.state.key",
+        "kriy.state.version",
+        "kriy.state.op",
+    )
+)
+_USAGE_KEYS = frozenset((*MODEL_KEYS, *PROVIDER_KEYS, *TOKENS_IN_KEYS, *TOKENS_OUT_KEYS))
+
+
+class _Decline(Exception):
+    """Not a request this path can vouch for: the slow path decides."""
+
+
+def otlp_columns(
+    req: ExportTraceServiceRequest, limits: Limits, max_spans: int
+) -> tuple[dict[str, Any], int] | None:
+    """The columns and row count of an OTLP request whose spans are all valid, else None."""
+    try:
+        n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+        if not n or n > max_spans:
+            return None
+        return _Columns(n, limits).build(req), n
+    except _Decline:
+        return None
+
+
+def _check_attributes(attrs: dict, limits: Limits) -> None:
+    """native._check_attributes for values made by otlp._convert_kvs (scalars, lists of
+    scalars, JSON text): only sizes and keys can be wrong."""
+    if len(attrs) > limits.max_attributes:
+        raise _Decline
+    max_bytes = limits.max_attribute_bytes
+    for key, value in attrs.items():
+        t = type(value)
+        if t is str:
+            if len(value) > max_bytes:
+                raise _Decline
+        elif t is list:
+            size = 0
+            for item in value:
+                if type(item) is str:
+                    size += len(item)
+            if size > max_bytes:
+                raise _Decline
+        if not 0 < len(key) <= 256:
+            raise _Decline
+
+
+class _Columns:
+    def __init__(self, n: int, limits: Limits):
+        self.limits = limits
+        self.trace_id: list[str] = []
+        self.span_id: list[str] = []
+        self.parent_span_id: list[str] = []
+        self.session_id: list[str] = []
+        self.agent: list[str] = []
+        self.name: list[str] = []
+        self.kind: list[str] = []
+        self.start_ns: list[int] = []
+        self.end_ns: list[int] = []
+        self.status: list[str] = []
+        self.status_message: list[str] = []
+        self.input: list[Any] = []
+        self.output: list[Any] = []
+        self.attributes: list[dict] = []
+        self.events: list[list] = []
+        self.invoke_agent: list[int] = []
+        # Columns that are mostly defaults: filled in place for the spans that set them.
+        self.model = [""] * n
+        self.provider = [""] * n
+        self.tokens_in: list[Any] = [None] * n
+        self.tokens_out: list[Any] = [None] * n
+        self.cost_usd: list[Any] = [None] * n
+        self.result_partial = [0] * n
+        self.retry_attempt = [0] * n
+        self.retry_reason = [""] * n
+        self.constraints: list[Any] = [[]] * n
+        self.context_required: list[Any] = [[]] * n
+        self.context_present: list[Any] = [[]] * n
+        self.state_key = [""] * n
+        self.state_version: list[Any] = [None] * n
+        self.state_op = [""] * n
+        self.io_sizes = False  # an input/output whose encoded size needs measuring
+
+    def build(self, req: ExportTraceServiceRequest) -> dict[str, Any]:
+        limits = self.limits
+        for rs in req.resource_spans:
+            resource: dict = {}
+            if _convert_kvs(rs.resource.attributes, resource, None) is not None:
+                raise _Decline
+            res_base = {"resource." + k: v for k, v in resource.items()}
+            service = _text(resource.get("service.name"))
+            res_session = _text(resource.get("session.id")) or _text(
+                resource.get("gen_ai.conversation.id")
+            )
+            for ss in rs.scope_spans:
+                base = res_base
+                scope = ss.scope
+                if scope.name or scope.version:
+                    base = dict(res_base)
+                    if scope.name:
+                        base["otel.scope.name"] = scope.name
+                    if scope.version:
+                        base["otel.scope.version"] = scope.version
+                for sp in ss.spans:
+                    self._span(sp, base, service, res_session)
+        n = len(self.span_id)
+        trace_ids, span_ids = self.trace_id, self.span_id
+        if len(set(zip(trace_ids, span_ids, strict=True))) != n:
+            raise _Decline  # a repeated span: the slow path names it
+        starts, ends = self.start_ns, self.end_ns
+        if max(starts) > MAX_NS or max(ends) > MAX_NS:
+            raise _Decline
+        duration = list(map(operator.sub, ends, starts))
+        if min(duration) < 0:
+            raise _Decline
+        if max(map(len, self.agent)) > 128 or max(map(len, self.name)) > 256:
+            raise _Decline
+        if max(map(len, self.session_id)) > 256 or max(map(len, self.status_message)) > 4096:
+            raise _Decline
+        cols: dict[str, Any] = {
+            "trace_id": trace_ids,
+            "span_id": span_ids,
+            "parent_span_id": self.parent_span_id,
+            "session_id": self.session_id,
+            "agent": self.agent,
+            "name": self.name,
+            "kind": self.kind,
+            "start_ns": starts,
+            "end_ns": ends,
+            "duration_ns": duration,
+            "status": self.status,
+            "status_message": self.status_message,
+            "input": self._json_column(self.input),
+            "output": self._json_column(self.output),
+            "attributes": self.attributes,
+            "events": self.events,
+            "result_partial": self.result_partial,
+            "retry_attempt": self.retry_attempt,
+            "retry_reason": self.retry_reason,
+            "constraints": self.constraints,
+            "context_required": self.context_required,
+            "context_present": self.context_present,
+            "state_key": self.state_key,
+            "state_version": self.state_version,
+            "state_op": self.state_op,
+            "invoke_agent": self.invoke_agent,
+            "model": self.model,
+            "provider": self.provider,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": self.cost_usd,
+        }
+        if max(map(len, self.events)) > limits.max_events:
+            raise _Decline
+        from apps.ingest.fastnative import _inherit_sessions, _resolve_invoke_agent
+
+        _inherit_sessions(cols)
+        if 1 in self.invoke_agent:
+            _resolve_invoke_agent(cols)
+        return cols
+
+    def _json_column(self, values: list[Any]) -> orjson.Fragment:
+        """input/output as the slow path stores them (native._json_text), one dumps per column."""
+        dumps = orjson.dumps
+        limit = self.limits.max_io_bytes
+        col: list[Any] = []
+        append = col.append
+        for v in values:
+            if v is None:
+                append("")
+            elif type(v) in _CONTAINERS:
+                append(v)
+            else:
+                text = dumps(v)
+                if len(text) > limit:
+                    raise _Decline
+                append(text.decode())
+        if self.io_sizes:
+            for v in col:
+                if type(v) in _CONTAINERS:
+                    try:
+                        if len(dumps(v)) > limit:
+                            raise _Decline
+                    except orjson.JSONEncodeError:
+                        raise _Decline from None
+        try:
+            return orjson.Fragment(dumps(col))
+        except orjson.JSONEncodeError:  # nested deeper than orjson encodes: the slow path rejects
+            raise _Decline from None
+
+    def _parse(self, text: str) -> Any:
+        """otlp._parse_json_text with the size bookkeeping."""
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+        if type(value) in _CONTAINERS and len(text) * 5 > self.limits.max_io_bytes:
+            self.io_sizes = True  # canonical text may outgrow the raw text: measure exactly
+        return value
+
+    def _content(self, attrs: dict, structured: dict, key: str) -> Any:
+        """otlp._content with the size bookkeeping."""
+        if key in structured:
+            attrs.pop(key, None)
+            self.io_sizes = True
+            return structured[key]
+        v = attrs.pop(key)
+        if type(v) is not str:
+            return v
+        try:
+            value = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v
+        if type(value) in _CONTAINERS and len(v) * 5 > self.limits.max_io_bytes:
+            self.io_sizes = True
+        return value
+
+    def _span(self, sp: Any, base: dict, service: str | None, res_session: str | None) -> None:
+        trace_id = sp.trace_id
+        span_id = sp.span_id
+        parent = sp.parent_span_id
+        name = sp.name
+        if (
+            len(trace_id) != 16
+            or trace_id == _ZERO_TRACE_ID
+            or len(span_id) != 8
+            or span_id == _ZERO_SPAN_ID
+            or (parent and len(parent) != 8)
+            or not name
+        ):
+            raise _Decline
+        i = len(self.span_id)
+        limits = self.limits
+
+        attrs = base.copy()
+        structured: dict = {}
+        _convert_span_kvs(sp.attributes, attrs, structured)
+        get = attrs.get
+
+        invoke_agent = 0
+        kind = None
+        oi_kind = get("openinference.span.kind")
+        op = get("gen_ai.operation.name")
+        if type(op) is str:
+            if op == "invoke_agent":
+                kind = "agent"
+                invoke_agent = 1
+            else:
+                kind = _OPERATION_KIND.get(op)
+        if kind is None:
+            if type(oi_kind) is str:
+                kind = _OPENINFERENCE_KIND.get(oi_kind, "step")
+                if kind == "tool" and name.startswith(_HANDOFF_PREFIX):
+                    kind = "handoff"
+            else:
+                kind = "step"
+
+        agent = _text(get("gen_ai.agent.name")) or _text(get("agent.name")) or service or "unknown"
+        session = _text(get("session.id")) or _text(get("gen_ai.conversation.id")) or res_session
+
+        inp = out = None
+        if "input.value" in attrs:
+            inp = attrs.pop("input.value")
+            if _is_json_mime(attrs.pop("input.mime_type", None)) and type(inp) is str:
+                inp = self._parse(inp)
+            elif "input.value" in structured:
+                inp = structured["input.value"]
+                self.io_sizes = True
+        elif "gen_ai.input.messages" in attrs:
+            inp = self._content(attrs, structured, "gen_ai.input.messages")
+        elif "gen_ai.tool.call.arguments" in attrs:
+            inp = self._content(attrs, structured, "gen_ai.tool.call.arguments")
+        elif oi_kind == "LLM":
+            inp = _flattened_messages(attrs, "llm.input_messages.")
+            self.io_sizes = True
+        if "output.value" in attrs:
+            out = attrs.pop("output.value")
+            if _is_json_mime(attrs.pop("output.mime_type", None)) and type(out) is str:
+                out = self._parse(out)
+            elif "output.value" in structured:
+                out = structured["output.value"]
+                self.io_sizes = True
+        elif "gen_ai.output.messages" in attrs:
+            out = self._content(attrs, structured, "gen_ai.output.messages")
+        elif "gen_ai.tool.call.result" in attrs:
+            out = self._content(attrs, structured, "gen_ai.tool.call.result")
+        elif oi_kind == "LLM":
+            out = _flattened_messages(attrs, "llm.output_messages.")
+            self.io_sizes = True
+
+        links = sp.links
+        if links:
+            attrs["otel.links"] = orjson.dumps(
+                [{"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex()} for ln in links]
+            ).decode()
+
+        events: list = []
+        if sp.events:
+            for ev in sp.events:
+                ev_attrs: dict = {}
+                if _convert_kvs(ev.attributes, ev_attrs, None) is not None:
+                    raise _Decline
+                ev_name = ev.name
+                t = ev.time_unix_nano
+                if not 0 < len(ev_name) <= 256 or t > MAX_NS:
+                    raise _Decline
+                if ev_attrs:
+                    _check_attributes(ev_attrs, limits)
+                events.append({"name": ev_name, "time": t, "attributes": ev_attrs})
+
+        _check_attributes(attrs, limits)
+        if not _USAGE_KEYS.isdisjoint(attrs):
+            self._usage(i, get)
+        v = get("llm.cost.total")
+        if v is not None and (type(v) is int or type(v) is float):
+            self.cost_usd[i] = v
+        if not _KRIY_KEYS.isdisjoint(attrs):
+            self._kriy(i, get)
+
+        status = sp.status
+        self.trace_id.append(trace_id.hex())
+        self.span_id.append(span_id.hex())
+        self.parent_span_id.append(parent.hex() if parent and parent != _ZERO_SPAN_ID else "")
+        self.session_id.append(session or "")
+        self.agent.append(agent)
+        self.name.append(name)
+        self.kind.append(kind)
+        self.start_ns.append(sp.start_time_unix_nano)
+        self.end_ns.append(sp.end_time_unix_nano)
+        self.status.append(_STATUS.get(status.code, "unset"))
+        self.status_message.append(status.message)
+        self.input.append(inp)
+        self.output.append(out)
+        self.attributes.append(attrs)
+        self.events.append(events)
+        self.invoke_agent.append(invoke_agent)
+
+    def _usage(self, i: int, get: Any) -> None:
+        for k in MODEL_KEYS:
+            v = get(k)
+            if type(v) is str and v:
+                self.model[i] = v
+                break
+        for k in PROVIDER_KEYS:
+            v = get(k)
+            if type(v) is str and v:
+                self.provider[i] = v
+                break
+        for k in TOKENS_IN_KEYS:
+            v = get(k)
+            if type(v) is int or type(v) is float:
+                self.tokens_in[i] = int(v)
+                break
+        for k in TOKENS_OUT_KEYS:
+            v = get(k)
+            if type(v) is int or type(v) is float:
+                self.tokens_out[i] = int(v)
+                break
+
+    def _kriy(self, i: int, get: Any) -> None:
+        """native._kriy; a wrong type is the slow path's error to report."""
+        v = get("kriy.result.partial")
+        if v is not None:
+            if type(v) is not bool:
+                raise _Decline
+            self.result_partial[i] = 1 if v else 0
+        v = get("kriy.retry.attempt")
+        if v is not None:
+            if type(v) is not int or v < 0:
+                raise _Decline
+            self.retry_attempt[i] = v
+        v = get("kriy.retry.reason")
+        if v is not None:
+            if type(v) is not str:
+                raise _Decline
+            self.retry_reason[i] = v
+        for key, col in (
+            ("kriy.constraints", self.constraints),
+            ("kriy.context.required", self.context_required),
+            ("kriy.context.present", self.context_present),
+        ):
+            v = get(key)
+            if v is not None:
+                if type(v) is not list or set(map(type, v)) - {str}:
+                    raise _Decline
+                col[i] = v
+        v = get("kriy.state.key")
+        if v is not None:
+            if type(v) is not str:
+                raise _Decline
+            self.state_key[i] = v
+        v = get("kriy.state.version")
+        if v is not None:
+            if type(v) is not int:
+                raise _Decline
+            self.state_version[i] = v
+        v = get("kriy.state.op")
+        if v is not None:
+            if v != "read" and v != "write":
+                raise _Decline
+            self.state_op[i] = v
+
+
+def _convert_span_kvs(kvs: Any, out: dict, structured: dict) -> None:
+    """otlp._convert_kvs (with ``structured``), declining instead of reporting depth."""
+    for kv in kvs:
+        v = kv.value
+        s = v.string_value
+        if s:  # the common case: a non-empty string
+            out[kv.key] = s
+            continue
+        t = v.WhichOneof("value")
+        if t in _PLAIN:
+            out[kv.key] = getattr(v, t)
+            continue
+        if t is None:
+            continue
+        if t == "double_value":
+            d = v.double_value
+            out[kv.key] = d if math.isfinite(d) else _finite(d)
+            continue
+        if t == "bytes_value":
+            out[kv.key] = base64.b64encode(v.bytes_value).decode("ascii")
+            continue
+        if t == "array_value":
+            lst = []
+            for x in v.array_value.values:
+                xt = x.WhichOneof("value")
+                if xt not in _PLAIN:
+                    break
+                lst.append(getattr(x, xt))
+            else:
+                out[kv.key] = lst
+                structured[kv.key] = lst
+                continue
+        try:
+            py = _any_to_py(v, 0)
+        except _TooDeepError:
+            raise _Decline from None
+        if t == "array_value" and all(type(x) in _SCALAR_TYPES for x in py):
+            out[kv.key] = py
+        else:
+            out[kv.key] = orjson.dumps(py).decode()
+        structured[kv.key] = py
