@@ -67,7 +67,9 @@ def confirm_order(kriy: Client, order_id: str, session_id: str) -> str:
         root.constraints(["currency=EUR", "max_charge<=250"])
         with kriy.span("plan", kind="llm", attributes={"gen_ai.request.model": "gpt-4o"}) as plan:
             plan.set_output(["orders.get", "inventory.check", "payment.capture", "notify"])
-            plan.set_attributes({"gen_ai.usage.input_tokens": 412, "gen_ai.usage.output_tokens": 38})
+            plan.set_attributes(
+                {"gen_ai.usage.input_tokens": 412, "gen_ai.usage.output_tokens": 38}
+            )
 
         with kriy.span("orders.get", kind="tool", input={"order_id": order_id}) as span:
             order = {"id": order_id, "items": [{"sku": "KB-87", "qty": 1}], "total_eur": 129.0}

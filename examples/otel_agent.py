@@ -208,7 +208,10 @@ def main() -> int:
 
     session_id = f"ticket-{uuid.uuid4().hex[:8]}"
     trace_id = handle_ticket(
-        tracer, "C-4711", "Hi, where is my refund for order A-1042? It's been two weeks.", session_id
+        tracer,
+        "C-4711",
+        "Hi, where is my refund for order A-1042? It's been two weeks.",
+        session_id,
     )
     provider.shutdown()  # flushes the batch processor: every span is exported before exit
     print(f"{AGENT}: trace {trace_id} session {session_id}")

@@ -28,8 +28,8 @@ NATIVE_SPAN = {
     "properties": {
         "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
         "span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-        "parent_span_id": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{16}$"},
-        "session_id": {"type": ["string", "null"], "maxLength": 256},
+        "parent_span_id": {"type": "string", "nullable": True, "pattern": "^[0-9a-fA-F]{16}$"},
+        "session_id": {"type": "string", "nullable": True, "maxLength": 256},
         "agent": {"type": "string", "minLength": 1, "maxLength": 128},
         "name": {"type": "string", "minLength": 1, "maxLength": 256},
         "kind": {
@@ -40,7 +40,7 @@ NATIVE_SPAN = {
         "start_time": _TIME,
         "end_time": _TIME,
         "status": {"type": "string", "enum": ["ok", "error", "unset"], "default": "unset"},
-        "status_message": {"type": ["string", "null"], "maxLength": 4096},
+        "status_message": {"type": "string", "nullable": True, "maxLength": 4096},
         "input": {"description": "any JSON"},
         "output": {"description": "any JSON"},
         "attributes": {"type": "object", "additionalProperties": _ATTR_VALUE},

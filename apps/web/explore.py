@@ -41,7 +41,7 @@ from apps.spans.selectors import (
 )
 from kriyplatform.clickhouse.client import ch_select
 from kriyplatform.errors import AppError, NotFound
-from kriyplatform.params import choice_param, int_param, str_param
+from kriyplatform.params import choice_param, int_param, str_param, time_param
 
 # What each finding type means, in plain words (spans.md §3), for issue pages and tooltips.
 FINDING_TYPES: dict[str, tuple[str, str]] = {
@@ -167,8 +167,6 @@ def _as_local_input(raw: str | None) -> str:
     """A since/until value as a datetime-local input value (UTC, seconds precision)."""
     if not raw:
         return ""
-    from kriyplatform.params import time_param
-
     try:
         ns = time_param({"t": raw}, "t")
     except AppError:
@@ -351,7 +349,7 @@ def waterfall(spans: list[dict[str, Any]], findings: list[dict[str, Any]]) -> di
     returned separately, each with its own subtree.
     """
     if not spans:
-        return {"rows": [], "orphans": [], "hidden": 0, "total_ms": 0, "ticks": []}
+        return {"rows": [], "orphans": [], "hidden": 0, "shown": 0, "total_ms": 0, "ticks": []}
     starts = {s["span_id"]: _ns(s["start_time"]) for s in spans}
     ends = {s["span_id"]: _ns(s["end_time"]) for s in spans}
     t0 = min(starts.values())
@@ -481,8 +479,12 @@ def _first_finding_span(findings: list[dict[str, Any]]) -> str | None:
     return findings[0]["span_id"] if findings else None
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _span_ctx(data: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
-    attrs = s["attributes"] if isinstance(s["attributes"], dict) else {}
+    attrs = _as_dict(s["attributes"])
     parent = next((x for x in data["spans"] if x["span_id"] == s["parent_span_id"]), None)
     return {
         "trace_id": data["trace_id"],
@@ -505,7 +507,7 @@ def _span_ctx(data: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
                 "name": e.get("name", ""),
                 "time": e.get("time"),
                 "attributes": [
-                    {"key": k, "value": v} for k, v in sorted((e.get("attributes") or {}).items())
+                    {"key": k, "value": v} for k, v in sorted(_as_dict(e.get("attributes")).items())
                 ],
             }
             for e in (s["events"] or [])

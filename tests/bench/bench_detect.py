@@ -23,7 +23,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kriyplatform.settings")
 os.environ.setdefault("KRIY_DATA_DIR", tempfile.mkdtemp(prefix="kriy-bench-detect-"))
 os.environ.setdefault("KRIY_DEMO", "0")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

@@ -96,7 +96,8 @@ def build_traffic() -> Traffic:
         output=EVIL,
         events=[{"name": EVIL, "time": at(4100), "attributes": {"items": EVIL}}],
     )
-    evil = [r4, child(r4, "swallow", 4010, 4020, status="error", status_message=EVIL)]
+    swallow = child(r4, f"swallow {EVIL}", 4010, 4020, status="error", status_message=EVIL)
+    evil = [r4, swallow]
     # stale state: turn 1 writes account:1 v2, turn 2 reads v1 afterwards
     r5 = root_span("support", "turn_one", 5000, 5500, session_id="sess-42")
     write = child(
@@ -298,6 +299,8 @@ def test_trace_of_another_tenant_or_unknown_id_is_404(tenant_a, tenant_b, traffi
     tid = traffic.defective[0]["trace_id"]
     assert get(tenant_b, f"/traces/{tid}/").status_code == 404
     assert tenant_b.client.get(f"{tenant_a.base}/traces/{tid}/").status_code == 404
+    for page in ("/traces/", "/sessions/", "/issues/"):
+        assert tenant_b.client.get(tenant_a.base + page).status_code == 404
     assert get(tenant_a, f"/traces/{trace_id()}/").status_code == 404
     assert get(tenant_a, "/traces/not-a-trace/").status_code == 404
     sid = traffic.defective[1]["span_id"]
@@ -340,6 +343,10 @@ def test_span_content_is_escaped_on_every_page(tenant_a, traffic):
         for headers in ({}, HX):
             text = body(get(tenant_a, path, **headers))
             assert EVIL not in text, path
+    issue = issue_of(tenant_a, "swallowed_error")
+    for path in (f"/issues/{issue.pk}/", "/issues/"):
+        text = body(get(tenant_a, path))
+        assert EVIL not in text and ESCAPED in text, path
     span_page = body(get(tenant_a, f"/traces/{r4['trace_id']}/spans/{r4['span_id']}/"))
     assert span_page.count(ESCAPED) >= 5  # name, message, attributes, input, output, event
     assert "&quot;q&quot;: &quot;&lt;script&gt;" in span_page  # pretty JSON, escaped
