@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.template.response import TemplateResponse
+from django.template.loader import render_to_string
 
 from kriyplatform.errors import RELATIONAL_OUTAGE, SpanStoreUnavailable
 
@@ -49,7 +49,7 @@ class ServiceUnavailableMiddleware:
                 {"error": f"the {what} is unavailable; retry later"}, status=503
             )
         else:
-            response = TemplateResponse(request, "503.html", {"what": what}, status=503)
-            response.render()
+            # rendered without the request: context processors would need the database
+            response = HttpResponse(render_to_string("503.html", {"what": what}), status=503)
         response["Retry-After"] = "5"
         return response

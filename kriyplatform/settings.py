@@ -174,6 +174,10 @@ KRIY_JUDGE_PARALLEL_MIN_TRACES = env_int("KRIY_JUDGE_PARALLEL_MIN_TRACES", 20_00
 KRIY_CONTRACT_REJUDGE_DAYS = env_int("KRIY_CONTRACT_REJUDGE_DAYS", 14)
 KRIY_ROLLUP_INTERVAL = float(os.environ.get("KRIY_ROLLUP_INTERVAL") or 60)
 KRIY_ALERT_INTERVAL = float(os.environ.get("KRIY_ALERT_INTERVAL") or 60)
+# Notifications: HTTP timeout per webhook/Slack attempt; refuse private/loopback webhook targets
+# (turn on for a hosted multi-tenant deployment).
+KRIY_ALERT_HTTP_TIMEOUT = float(os.environ.get("KRIY_ALERT_HTTP_TIMEOUT") or 5)
+KRIY_ALERT_BLOCK_PRIVATE_URLS = env_bool("KRIY_ALERT_BLOCK_PRIVATE_URLS", False)
 
 # --- ingest limits --------------------------------------------------------------------------------
 KRIY_INGEST = {

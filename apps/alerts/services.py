@@ -578,7 +578,9 @@ def backoff_seconds(attempts: int) -> int:
 
 
 def _lease() -> timedelta:
-    return timedelta(seconds=notify.timeout_seconds() + 60)
+    """Longer than one attempt can take (the HTTP timeout), so a live attempt is never doubled;
+    short, so an attempt lost with its worker is taken over soon."""
+    return timedelta(seconds=notify.timeout_seconds() + 10)
 
 
 def event_message(event: AlertEvent, delivery_id: int | None = None) -> notify.Message:
@@ -650,8 +652,15 @@ def delivery_attempt(*, delivery_id: int) -> Attempt:
         .update(lease_until=now + _lease(), attempts=F("attempts") + 1, updated_at=now)
     )
     if not claimed:
-        current = Delivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first()
-        return Attempt(delivery_id, status=str(current or "gone"))
+        current = Delivery.objects.filter(pk=delivery_id).values("status", "lease_until").first()
+        if current is None:
+            return Attempt(delivery_id, status="gone")
+        retry_in = None
+        if current["status"] == Delivery.Status.PENDING and current["lease_until"]:
+            # another attempt holds the lease — alive, or lost with a killed worker: come back
+            # when it expires, and send then only if nobody has delivered in the meantime
+            retry_in = max(1, int((current["lease_until"] - now).total_seconds()) + 1)
+        return Attempt(delivery_id, status=str(current["status"]), retry_in=retry_in)
     d = Delivery.objects.select_related("event__project__organization", "channel").get(
         pk=delivery_id
     )

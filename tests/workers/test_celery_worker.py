@@ -19,8 +19,13 @@ REDIS = "redis://127.0.0.1:6379/14"
 @pytest.fixture
 def redis_worker(settings) -> Iterator[None]:
     settings.KRIY_DETECT_SETTLE_SECONDS = 0
-    old = {k: app.conf.get(k) for k in ("broker_url", "result_backend", "task_always_eager", "task_ignore_result")}
-    app.conf.update(broker_url=REDIS, result_backend=REDIS, task_always_eager=False, task_ignore_result=False)
+    old = {
+        k: app.conf.get(k)
+        for k in ("broker_url", "result_backend", "task_always_eager", "task_ignore_result")
+    }
+    app.conf.update(
+        broker_url=REDIS, result_backend=REDIS, task_always_eager=False, task_ignore_result=False
+    )
     _reset_connections()
     for task in (judge_pending_task, rollup_recent_task):
         task.ignore_result = False
@@ -40,6 +45,7 @@ def _reset_connections() -> None:
         app._pool.force_close_all()
         app._pool = None
     app.__dict__.pop("backend", None)
+    app._local.__dict__.pop("backend", None)  # the result backend is cached per thread
     app.amqp.__dict__.pop("producer_pool", None)
     app.amqp._producer_pool = None
 
@@ -49,8 +55,18 @@ def _reset_connections() -> None:
 def test_worker_on_redis_judges_new_traces_and_rolls_them_up(tenant_a, redis_worker) -> None:
     tid = trace_id()
     root = span(trace_id=tid, agent="support", start_time=0, end_time=1000)
-    partial = span(trace_id=tid, parent_span_id=root["span_id"], name="crm.lookup", kind="tool", start_time=10, end_time=20, attributes={"kriy.result.partial": True})
-    after = span(trace_id=tid, parent_span_id=root["span_id"], name="draft", start_time=30, end_time=40)
+    partial = span(
+        trace_id=tid,
+        parent_span_id=root["span_id"],
+        name="crm.lookup",
+        kind="tool",
+        start_time=10,
+        end_time=20,
+        attributes={"kriy.result.partial": True},
+    )
+    after = span(
+        trace_id=tid, parent_span_id=root["span_id"], name="draft", start_time=30, end_time=40
+    )
     api = tenant_a.api()
     assert post_spans(api, [root, partial, after]).status_code == 200
 
