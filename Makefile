@@ -52,8 +52,9 @@ bench-detect: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python tests/bench/bench_detect.py
 bench-pages: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python tests/bench/bench_pages.py
+SOAK_SECONDS ?= 300
 soak: install
-	$(BIN)/python tests/bench/soak.py
+	$(BIN)/python tests/bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/static/vendor

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
+from kriy_client import _span as _span_module
 from kriy_client._span import Span, current_span
 from kriy_client._transport import Transport
 
@@ -149,7 +150,8 @@ class Client:
         capture_io: bool = False,
     ) -> Callable[[F], F]:
         """Decorate a function (sync or async) so each call is a span. ``capture_io`` records
-        the arguments as ``input`` and the return value as ``output``."""
+        the arguments as ``input`` and the return value as ``output``. (For a generator
+        function the span covers only creating the generator: open a span inside it instead.)"""
 
         def decorate(fn: F) -> F:
             span_name = name or getattr(fn, "__qualname__", None) or repr(fn)
@@ -395,9 +397,14 @@ def _log_closed_once(client: Client) -> None:
 
 
 def _after_fork_in_child() -> None:
+    """A forked child starts with a copy of every lock, possibly held by a thread that does not
+    exist in the child: give it fresh locks, an empty queue and no sender thread."""
+    _span_module.clock._lock = threading.Lock()
+    _span_module._warned_lock = threading.Lock()
     for client in list(_clients):
         try:
             client._init_state()
+            client._transport._logged_lock = threading.Lock()
         except Exception:  # pragma: no cover
             log.debug("kriy_client: reset after fork failed", exc_info=True)
 

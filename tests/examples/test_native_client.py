@@ -8,6 +8,7 @@ import email.utils
 import gzip
 import json
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -544,6 +545,29 @@ def test_spans_are_flushed_at_interpreter_exit(fake: FakePlatform) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(s["name"] for s in fake.wait_for_spans(3)) == ["exit-0", "exit-1", "exit-2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_sends_its_own_spans_and_not_the_parents_queue(
+    fake: FakePlatform, make_client: Any
+) -> None:
+    client = make_client()
+    with client.span("queued-before-fork", agent="a"):
+        pass
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh queue and sender thread, the parent's span is not resent
+        code = 1
+        try:
+            with client.span("in-child", agent="a"):
+                pass
+            code = 0 if client.flush(timeout=10) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.flush(timeout=10)
+    assert sorted(s["name"] for s in fake.wait_for_spans(2)) == ["in-child", "queued-before-fork"]
+    assert len(fake.spans) == 2
 
 
 def test_a_dead_endpoint_never_raises_into_the_agent(caplog: pytest.LogCaptureFixture) -> None:
