@@ -62,6 +62,17 @@ class EmbeddedWorkers:
             state.should_terminate = None
 
 
+def _proxy_options() -> dict[str, Any]:
+    """Trust X-Forwarded-Proto/For/Host from the configured proxy only (KRIY_TRUSTED_PROXY)."""
+    if not settings.KRIY_TRUSTED_PROXY:
+        return {}
+    return {
+        "trusted_proxy": settings.KRIY_TRUSTED_PROXY,
+        "trusted_proxy_count": 1,
+        "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-for", "x-forwarded-host"},
+    }
+
+
 def prepare(out: Callable[[str], None] = print) -> None:
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     out("Applying database migrations…")
@@ -71,13 +82,20 @@ def prepare(out: Callable[[str], None] = print) -> None:
 
 
 def serve(
-    host: str = "127.0.0.1", port: int = 8000, threads: int = 8, out: Callable[[str], None] = print
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 8,
+    out: Callable[[str], None] = print,
+    migrate: bool = True,
 ) -> None:
     from waitress.server import create_server
 
     from kriyplatform.wsgi import application
 
-    prepare(out)
+    if migrate:
+        prepare(out)
+    else:
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     workers = None
     if settings.CELERY_EMBEDDED:
         workers = EmbeddedWorkers()
@@ -98,6 +116,7 @@ def serve(
         max_request_body_size=settings.KRIY_INGEST["MAX_BODY_BYTES"] + 1024,
         ident="kriyplatform",
         clear_untrusted_proxy_headers=True,
+        **_proxy_options(),
     )
     stopping = threading.Event()
 

@@ -227,13 +227,16 @@ DEFAULT_FROM_EMAIL = os.environ.get(
 )
 if os.environ.get("EMAIL_URL"):
     # smtp://user:pass@host:port
-    from urllib.parse import urlparse
+    # smtp://user:pass@host:25, smtp+tls://… (STARTTLS, 587) or smtps://… (implicit TLS, 465)
+    from urllib.parse import unquote, urlparse
 
     _e = urlparse(os.environ["EMAIL_URL"])
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST, EMAIL_PORT = _e.hostname or "localhost", _e.port or 25
-    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _e.username or "", _e.password or ""
     EMAIL_USE_TLS = _e.scheme == "smtp+tls"
+    EMAIL_USE_SSL = _e.scheme == "smtps"
+    EMAIL_HOST = _e.hostname or "localhost"
+    EMAIL_PORT = _e.port or (465 if EMAIL_USE_SSL else 587 if EMAIL_USE_TLS else 25)
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = unquote(_e.username or ""), unquote(_e.password or "")
 
 # --- i18n / static --------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -248,6 +251,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Behind a TLS-terminating proxy: the proxy's address (or "*") whose X-Forwarded-* headers
+# `manage.py serve` (waitress) trusts; unset, such headers are dropped.
+KRIY_TRUSTED_PROXY = os.environ.get("KRIY_TRUSTED_PROXY", "")
 
 # --- security headers (tightened further in settings_production) ---------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -8,6 +8,8 @@ import os
 from kriyplatform.settings import *  # noqa: F403
 
 DEBUG = False
+# The demo organization is for the embedded default; production seeds nothing unless asked.
+KRIY_DEMO = env_bool("KRIY_DEMO", False)  # noqa: F405
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)  # noqa: F405

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from apps.ingest.fastnative import _inherit_sessions, _resolve_invoke_agent
 from apps.ingest.native import (
     MAX_NS,
     MODEL_KEYS,
@@ -62,6 +63,23 @@ _KRIY_KEYS = frozenset(
 _USAGE_KEYS = frozenset((*MODEL_KEYS, *PROVIDER_KEYS, *TOKENS_IN_KEYS, *TOKENS_OUT_KEYS))
 
 
+_MIME_IS_JSON: dict[Any, bool] = {}
+
+
+def _json_mime(mime: Any) -> bool:
+    """otlp._is_json_mime, remembered per value (a request carries few distinct ones)."""
+    try:
+        return _MIME_IS_JSON[mime]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: cannot be a mime string anyway
+        return False
+    ok = _is_json_mime(mime)
+    if len(_MIME_IS_JSON) < 64:
+        _MIME_IS_JSON[mime] = ok
+    return ok
+
+
 class _Decline(Exception):
     """Not a request this path can vouch for: the slow path decides."""
 
@@ -104,22 +122,8 @@ def _check_attributes(attrs: dict, limits: Limits) -> None:
 class _Columns:
     def __init__(self, n: int, limits: Limits):
         self.limits = limits
-        self.trace_id: list[str] = []
-        self.span_id: list[str] = []
-        self.parent_span_id: list[str] = []
-        self.session_id: list[str] = []
-        self.agent: list[str] = []
-        self.name: list[str] = []
-        self.kind: list[str] = []
-        self.start_ns: list[int] = []
-        self.end_ns: list[int] = []
-        self.status: list[str] = []
-        self.status_message: list[str] = []
-        self.input: list[Any] = []
-        self.output: list[Any] = []
-        self.attributes: list[dict] = []
-        self.events: list[list] = []
-        self.invoke_agent: list[int] = []
+        self.rows: list[tuple] = []  # per span, in _ROW order
+        self.keys: set[str] = set()  # every attribute key of the request
         # Columns that are mostly defaults: filled in place for the spans that set them.
         self.model = [""] * n
         self.provider = [""] * n
@@ -157,39 +161,63 @@ class _Columns:
                         base["otel.scope.name"] = scope.name
                     if scope.version:
                         base["otel.scope.version"] = scope.version
+                if base:
+                    _check_attributes(base, limits)
+                    self.keys.update(base)
                 for sp in ss.spans:
                     self._span(sp, base, service, res_session)
-        n = len(self.span_id)
-        trace_ids, span_ids = self.trace_id, self.span_id
+        (
+            trace_ids,
+            span_ids,
+            parents,
+            sessions,
+            agents,
+            names,
+            kinds,
+            starts,
+            ends,
+            statuses,
+            messages,
+            inputs,
+            outputs,
+            attributes,
+            events,
+            invoke,
+        ) = zip(*self.rows, strict=True)
+        n = len(span_ids)
         if len(set(zip(trace_ids, span_ids, strict=True))) != n:
             raise _Decline  # a repeated span: the slow path names it
-        starts, ends = self.start_ns, self.end_ns
         if max(starts) > MAX_NS or max(ends) > MAX_NS:
             raise _Decline
         duration = list(map(operator.sub, ends, starts))
         if min(duration) < 0:
             raise _Decline
-        if max(map(len, self.agent)) > 128 or max(map(len, self.name)) > 256:
+        if max(map(len, agents)) > 128 or max(map(len, names)) > 256:
             raise _Decline
-        if max(map(len, self.session_id)) > 256 or max(map(len, self.status_message)) > 4096:
+        if max(map(len, sessions)) > 256 or max(map(len, messages)) > 4096:
+            raise _Decline
+        keys = self.keys
+        if "" in keys or max(map(len, keys), default=0) > 256:
+            raise _Decline
+        if max(map(len, events)) > limits.max_events:
             raise _Decline
         cols: dict[str, Any] = {
             "trace_id": trace_ids,
             "span_id": span_ids,
-            "parent_span_id": self.parent_span_id,
-            "session_id": self.session_id,
-            "agent": self.agent,
-            "name": self.name,
-            "kind": self.kind,
+            "parent_span_id": parents,
+            "session_id": list(sessions),
+            "agent": agents,
+            "name": names,
+            "kind": list(kinds),
             "start_ns": starts,
             "end_ns": ends,
             "duration_ns": duration,
-            "status": self.status,
-            "status_message": self.status_message,
-            "input": self._json_column(self.input),
-            "output": self._json_column(self.output),
-            "attributes": self.attributes,
-            "events": self.events,
+            "status": statuses,
+            "status_message": messages,
+            "input": self._json_column(inputs),
+            "output": self._json_column(outputs),
+            "attributes": attributes,
+            "events": events,
             "result_partial": self.result_partial,
             "retry_attempt": self.retry_attempt,
             "retry_reason": self.retry_reason,
@@ -199,23 +227,19 @@ class _Columns:
             "state_key": self.state_key,
             "state_version": self.state_version,
             "state_op": self.state_op,
-            "invoke_agent": self.invoke_agent,
+            "invoke_agent": invoke,
             "model": self.model,
             "provider": self.provider,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": self.cost_usd,
         }
-        if max(map(len, self.events)) > limits.max_events:
-            raise _Decline
-        from apps.ingest.fastnative import _inherit_sessions, _resolve_invoke_agent
-
         _inherit_sessions(cols)
-        if 1 in self.invoke_agent:
+        if 1 in invoke:
             _resolve_invoke_agent(cols)
         return cols
 
-    def _json_column(self, values: list[Any]) -> orjson.Fragment:
+    def _json_column(self, values: tuple) -> orjson.Fragment:
         """input/output as the slow path stores them (native._json_text), one dumps per column."""
         dumps = orjson.dumps
         limit = self.limits.max_io_bytes
@@ -285,12 +309,12 @@ class _Columns:
             or not name
         ):
             raise _Decline
-        i = len(self.span_id)
+        i = len(self.rows)
         limits = self.limits
 
         attrs = base.copy()
         structured: dict = {}
-        _convert_span_kvs(sp.attributes, attrs, structured)
+        check = _convert_span_kvs(sp.attributes, attrs, structured, limits.max_attribute_bytes)
         get = attrs.get
 
         invoke_agent = 0
@@ -311,13 +335,17 @@ class _Columns:
             else:
                 kind = "step"
 
-        agent = _text(get("gen_ai.agent.name")) or _text(get("agent.name")) or service or "unknown"
-        session = _text(get("session.id")) or _text(get("gen_ai.conversation.id")) or res_session
+        agent = get("gen_ai.agent.name")
+        if type(agent) is not str or not agent:
+            agent = _text(agent) or _text(get("agent.name")) or service or "unknown"
+        session = get("session.id")
+        if type(session) is not str or not session:
+            session = _text(session) or _text(get("gen_ai.conversation.id")) or res_session or ""
 
         inp = out = None
         if "input.value" in attrs:
             inp = attrs.pop("input.value")
-            if _is_json_mime(attrs.pop("input.mime_type", None)) and type(inp) is str:
+            if _json_mime(attrs.pop("input.mime_type", None)) and type(inp) is str:
                 inp = self._parse(inp)
             elif "input.value" in structured:
                 inp = structured["input.value"]
@@ -331,7 +359,7 @@ class _Columns:
             self.io_sizes = True
         if "output.value" in attrs:
             out = attrs.pop("output.value")
-            if _is_json_mime(attrs.pop("output.mime_type", None)) and type(out) is str:
+            if _json_mime(attrs.pop("output.mime_type", None)) and type(out) is str:
                 out = self._parse(out)
             elif "output.value" in structured:
                 out = structured["output.value"]
@@ -349,6 +377,7 @@ class _Columns:
             attrs["otel.links"] = orjson.dumps(
                 [{"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex()} for ln in links]
             ).decode()
+            check = True
 
         events: list = []
         if sp.events:
@@ -364,7 +393,11 @@ class _Columns:
                     _check_attributes(ev_attrs, limits)
                 events.append({"name": ev_name, "time": t, "attributes": ev_attrs})
 
-        _check_attributes(attrs, limits)
+        if len(attrs) > limits.max_attributes:
+            raise _Decline
+        if check:
+            _check_attributes(attrs, limits)
+        self.keys.update(attrs)
         if not _USAGE_KEYS.isdisjoint(attrs):
             self._usage(i, get)
         v = get("llm.cost.total")
@@ -374,22 +407,26 @@ class _Columns:
             self._kriy(i, get)
 
         status = sp.status
-        self.trace_id.append(trace_id.hex())
-        self.span_id.append(span_id.hex())
-        self.parent_span_id.append(parent.hex() if parent and parent != _ZERO_SPAN_ID else "")
-        self.session_id.append(session or "")
-        self.agent.append(agent)
-        self.name.append(name)
-        self.kind.append(kind)
-        self.start_ns.append(sp.start_time_unix_nano)
-        self.end_ns.append(sp.end_time_unix_nano)
-        self.status.append(_STATUS.get(status.code, "unset"))
-        self.status_message.append(status.message)
-        self.input.append(inp)
-        self.output.append(out)
-        self.attributes.append(attrs)
-        self.events.append(events)
-        self.invoke_agent.append(invoke_agent)
+        self.rows.append(
+            (
+                trace_id.hex(),
+                span_id.hex(),
+                parent.hex() if parent and parent != _ZERO_SPAN_ID else "",
+                session,
+                agent,
+                name,
+                kind,
+                sp.start_time_unix_nano,
+                sp.end_time_unix_nano,
+                _STATUS.get(status.code, "unset"),
+                status.message,
+                inp,
+                out,
+                attrs,
+                events,
+                invoke_agent,
+            )
+        )
 
     def _usage(self, i: int, get: Any) -> None:
         for k in MODEL_KEYS:
@@ -457,13 +494,19 @@ class _Columns:
             self.state_op[i] = v
 
 
-def _convert_span_kvs(kvs: Any, out: dict, structured: dict) -> None:
-    """otlp._convert_kvs (with ``structured``), declining instead of reporting depth."""
+def _convert_span_kvs(kvs: Any, out: dict, structured: dict, max_bytes: int) -> bool:
+    """otlp._convert_kvs (with ``structured``), declining instead of reporting depth.
+
+    Returns whether a value may break a size rule (a long string, a list, JSON text), so that
+    the attributes need ``_check_attributes``."""
+    check = False
     for kv in kvs:
         v = kv.value
         s = v.string_value
         if s:  # the common case: a non-empty string
             out[kv.key] = s
+            if len(s) > max_bytes:
+                check = True
             continue
         t = v.WhichOneof("value")
         if t in _PLAIN:
@@ -475,6 +518,7 @@ def _convert_span_kvs(kvs: Any, out: dict, structured: dict) -> None:
             d = v.double_value
             out[kv.key] = d if math.isfinite(d) else _finite(d)
             continue
+        check = True
         if t == "bytes_value":
             out[kv.key] = base64.b64encode(v.bytes_value).decode("ascii")
             continue
@@ -498,3 +542,4 @@ def _convert_span_kvs(kvs: Any, out: dict, structured: dict) -> None:
         else:
             out[kv.key] = orjson.dumps(py).decode()
         structured[kv.key] = py
+    return check

@@ -78,6 +78,57 @@ def format_param(value: Any) -> str:
     return str(value)
 
 
+# The embedded engine shares the process with the web server, so it is sized for that (server
+# peak RSS is part of the ingest targets; the engine's own defaults assume a machine of its own):
+# - caches: chDB allows 5 GiB each for marks, index marks and primary indexes; a long-running
+#   process would grow towards that as queries touch parts.
+_CHDB_SERVER_SETTINGS = {
+    "mark_cache_size": 128 << 20,
+    "index_mark_cache_size": 32 << 20,
+    "primary_index_cache_size": 64 << 20,
+}
+# - merges: a horizontal merge of the 35-column spans table holds a write buffer per column
+#   stream (~200 MB for a merge of a few small parts); a vertical merge writes one column at a
+#   time (~40 MB) for about the same CPU. These are MergeTree defaults of this engine only, so
+#   the table DDL (and a ClickHouse server) is unchanged; a table setting would still win.
+_CHDB_MERGE_TREE_DEFAULTS = {
+    "vertical_merge_algorithm_min_rows_to_activate": 1,
+    "vertical_merge_algorithm_min_columns_to_activate": 1,
+}
+_CHDB_CONFIG_NAME = "kriy-chdb.xml"
+
+
+def chdb_connection_string(path: str) -> str:
+    """``chdb.connect`` argument: the data directory with the engine settings above (startup
+    settings take effect when the first connection opens the engine)."""
+    import os
+
+    directory, _, query = path.partition("?")
+    os.makedirs(directory, exist_ok=True)
+    config = os.path.join(directory, _CHDB_CONFIG_NAME)
+    xml = (
+        "<clickhouse><merge_tree>"
+        + "".join(f"<{k}>{v}</{k}>" for k, v in _CHDB_MERGE_TREE_DEFAULTS.items())
+        + "</merge_tree></clickhouse>\n"
+    )
+    try:
+        with open(config) as f:
+            current = f.read()
+    except OSError:
+        current = None
+    if current != xml:
+        tmp = f"{config}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(xml)
+        os.replace(tmp, config)
+    params = [p for p in query.split("&") if p]
+    given = {p.split("=", 1)[0] for p in params}
+    params += [f"{k}={v}" for k, v in _CHDB_SERVER_SETTINGS.items() if k not in given]
+    if "config-file" not in given:
+        params.append(f"config-file={config}")
+    return f"{directory}?{'&'.join(params)}"
+
+
 class ChdbTransport:
     """Embedded chDB. The engine is opened lazily, once per process, only when spans are served.
 
@@ -99,7 +150,7 @@ class ChdbTransport:
 
             with self._lock:
                 try:
-                    conn = chdb.connect(self.path)
+                    conn = chdb.connect(chdb_connection_string(self.path))
                 except (
                     Exception
                 ) as exc:  # the directory is locked by another process, or unreadable

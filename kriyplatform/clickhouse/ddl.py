@@ -24,11 +24,17 @@ class Layout:
         return f"{table}_local" if self.cluster else table
 
     def engine(
-        self, table: str, family: str = "ReplacingMergeTree", version: str | None = None
+        self,
+        table: str,
+        family: str = "ReplacingMergeTree",
+        version: str | None = None,
+        sharded: bool = True,
     ) -> str:
+        """``sharded=False``: one copy on every node of the cluster (no {shard} in the path)."""
         args = [version] if version else []
         if self.cluster:
-            path = f"'/clickhouse/tables/{{shard}}/{{database}}/{self.local(table)}'"
+            shard = "{shard}" if sharded else "all"
+            path = f"'/clickhouse/tables/{shard}/{{database}}/{self.local(table)}'"
             replica = "'{replica}'"
             joined = ", ".join([path, replica, *args])
             return f"Replicated{family}({joined})"

@@ -39,10 +39,13 @@ def all_migrations() -> list[Migration]:
 
 
 def _ensure_ledger(lay: Layout) -> None:
+    # chDB creates the database when it opens; a ClickHouse server needs it created here.
+    ch_system(f"CREATE DATABASE IF NOT EXISTS {{db}}{lay.on_cluster}", fmt="TabSeparated")
+    # One ledger for the whole cluster: replicated to every node, not per shard.
     ch_system(
         f"CREATE TABLE IF NOT EXISTS {{db}}.kriy_migrations{lay.on_cluster} "
         "(name String, applied_at DateTime DEFAULT now()) ENGINE = "
-        f"{lay.engine('kriy_migrations', family='ReplacingMergeTree')} ORDER BY name",
+        f"{lay.engine('kriy_migrations', family='ReplacingMergeTree', sharded=False)} ORDER BY name",
         fmt="TabSeparated",
     )
 

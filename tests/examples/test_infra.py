@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.bench.harness import PY, ROOT
+from tests.examples.conftest import Platform, free_port
 
 INFRA = ROOT / "infra"
 CLUSTER = INFRA / "clickhouse" / "cluster"
@@ -376,6 +377,20 @@ def test_web_healthcheck_targets_the_healthz_route() -> None:
 
     assert resolve("/healthz").url_name == "healthz"
     assert 'f"http://127.0.0.1:{port}/healthz"' in (INFRA / "healthcheck.py").read_text()
+
+
+def test_web_healthcheck_script_tells_a_serving_platform_from_a_dead_port(
+    platform: Platform,
+) -> None:
+    def run(port: int, hosts: str) -> int:
+        env = {**os.environ, "PORT": str(port), "DJANGO_ALLOWED_HOSTS": hosts}
+        return subprocess.run(
+            [PY, str(INFRA / "healthcheck.py")], env=env, capture_output=True, timeout=30
+        ).returncode
+
+    assert run(platform.server.port, "127.0.0.1,localhost") == 0
+    assert run(platform.server.port, "not-served.example.com") == 1  # Django refuses the host
+    assert run(free_port(), "127.0.0.1") == 1
 
 
 def test_caddy_proxies_to_the_web_service_port() -> None:

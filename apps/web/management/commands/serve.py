@@ -15,6 +15,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads", type=int, default=int(os.environ.get("KRIY_WEB_THREADS") or 8)
         )
+        parser.add_argument(
+            "--no-migrate",
+            action="store_true",
+            help="skip migrations at start (run migrate and migrate_clickhouse once, in a deploy job)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from kriyplatform.embedded import serve
@@ -23,4 +28,10 @@ class Command(BaseCommand):
             self.stdout.write(msg)
             self.stdout.flush()
 
-        serve(host=opts["host"], port=opts["port"], threads=opts["threads"], out=out)
+        serve(
+            host=opts["host"],
+            port=opts["port"],
+            threads=opts["threads"],
+            out=out,
+            migrate=not opts["no_migrate"],
+        )
