@@ -188,7 +188,6 @@ KRIY_INGEST = {
     "MAX_ATTRIBUTE_BYTES": env_int("KRIY_MAX_ATTRIBUTE_BYTES", 64 * 1024),
     "MAX_IO_BYTES": env_int("KRIY_MAX_IO_BYTES", 1024 * 1024),  # per input / output
     "MAX_EVENTS_PER_SPAN": env_int("KRIY_MAX_EVENTS_PER_SPAN", 128),
-    "MAX_JSON_DEPTH": env_int("KRIY_MAX_JSON_DEPTH", 64),
     # Group commit: concurrent requests are flushed together, each acknowledged after its flush.
     "BATCH_MAX_WAIT_MS": float(os.environ.get("KRIY_BATCH_MAX_WAIT_MS") or 0),
     "BATCH_MAX_ROWS": env_int("KRIY_BATCH_MAX_ROWS", 20_000),

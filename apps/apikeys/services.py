@@ -20,7 +20,17 @@ from kriyplatform.errors import AppError
 
 KEY_PREFIX = "kp_"
 _LOOKUP_LEN = 12
-_CACHE_TTL = 300
+# How long a key's principal stays cached. A revocation deletes the entry, which reaches every
+# process through a shared cache (Redis); with a per-process memory cache the other processes
+# of a multi-process deployment would hold it until it expires, so keep it short there.
+_CACHE_TTL_SHARED = 300
+_CACHE_TTL_LOCAL = 5
+
+
+def _cache_ttl() -> int:
+    return _CACHE_TTL_SHARED if settings.REDIS_URL else _CACHE_TTL_LOCAL
+
+
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -121,7 +131,7 @@ def api_key_authenticate(raw: str) -> KeyPrincipal | None:
             tuple(row["scopes"]),
             row["revoked_at"] is not None,
         )
-        cache.set(_cache_key(key_hash), cached, _CACHE_TTL)
+        cache.set(_cache_key(key_hash), cached, _cache_ttl())
     key_id, project_id, org_id, scopes, revoked = cached
     if revoked:
         return None

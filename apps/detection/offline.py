@@ -95,7 +95,7 @@ def _records(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 def read_spans(path: Path) -> list[Span]:
     """Every span of the file, validated exactly as ingest validates them."""
-    limits = Limits()
+    limits = Limits.from_settings()  # the same limits as ingest
     natives: list[dict[str, Any]] = []
     wheres: list[str] = []
     for where, items in _records(path):

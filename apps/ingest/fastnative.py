@@ -93,8 +93,9 @@ _GET_FIELDS = operator.attrgetter(*_FIELDS)
 def _decoder(limits: Limits) -> msgspec.json.Decoder:
     """The body decoder for these limits (the limits are part of the types)."""
     Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+    # A list's strings may sum to max_attribute_bytes: bounding both the items and their
+    # length keeps every accepted list within that without summing in Python.
     item_chars = max(1, limits.max_attribute_bytes // _LIST_ITEMS)
-    Item = str | Int64 | float | bool
     Value = (
         Annotated[str, Meta(max_length=limits.max_attribute_bytes)]
         | Int64
@@ -105,7 +106,6 @@ def _decoder(limits: Limits) -> msgspec.json.Decoder:
             Meta(max_length=_LIST_ITEMS),
         ]
     )
-    del Item
     Attributes = Annotated[
         dict[Annotated[str, Meta(min_length=1, max_length=256)], Value],
         Meta(max_length=limits.max_attributes),

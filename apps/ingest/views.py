@@ -12,6 +12,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.apikeys.auth import bearer_token
 from apps.apikeys.services import KeyPrincipal, api_key_authenticate, api_key_is_revoked
+from apps.ingest.batcher import get_batcher
+from apps.ingest.runtime import tune_once
 from apps.ingest.services import (
     PayloadTooLarge,
     RateLimited,
@@ -71,6 +73,7 @@ def _guarded(
 
     @csrf_exempt
     def view(request: HttpRequest) -> HttpResponse:
+        tune_once()
         if request.method != "POST":
             resp = error("method: use POST", 405, {})
             resp["Allow"] = "POST"
@@ -133,10 +136,6 @@ def _otlp_ctype(request: HttpRequest) -> str:
 
 
 def _otlp(request: HttpRequest) -> HttpResponse:
-    from apps.ingest.fastotlp import otlp_columns
-    from apps.ingest.native import Limits, validate_spans
-    from apps.ingest.otlp import OtlpDecodeError, decode_request, encode_response, to_native
-
     ctype = _otlp_ctype(request)
     principal, status, message = _authenticate(request)
     if principal is None:
@@ -146,6 +145,15 @@ def _otlp(request: HttpRequest) -> HttpResponse:
             f"Content-Type: {request.content_type or '(none)'} is not supported; send application/x-protobuf or application/json"
         )
     data = decompress(_read_body(request), request.META.get("HTTP_CONTENT_ENCODING", ""))
+    with get_batcher().arriving():
+        return _otlp_ingest(principal, data, ctype)
+
+
+def _otlp_ingest(principal: KeyPrincipal, data: bytes, ctype: str) -> HttpResponse:
+    from apps.ingest.fastotlp import otlp_columns
+    from apps.ingest.native import Limits, validate_spans
+    from apps.ingest.otlp import OtlpDecodeError, decode_request, encode_response, to_native
+
     try:
         req = decode_request(data, ctype)
     except OtlpDecodeError as exc:

@@ -3,6 +3,6 @@ from django.urls import path
 from apps.metrics import api
 
 urlpatterns = [
-    path("agents/<str:agent>/weekly", api.AgentWeeklyApi.as_view(), name="api-agent-weekly"),
+    path("agents/<path:agent>/weekly", api.AgentWeeklyApi.as_view(), name="api-agent-weekly"),
     path("summary", api.ProjectSummaryApi.as_view(), name="api-summary"),
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from kriyplatform.clickhouse.client import ch_system
+from kriyplatform.clickhouse.client import ch_system, db
 from kriyplatform.clickhouse.ddl import Layout
 
 PACKAGE = "kriyplatform.clickhouse.migrations"
@@ -50,20 +50,31 @@ def _ensure_ledger(lay: Layout) -> None:
     )
 
 
-def applied() -> set[str]:
+def applied(*, create: bool = True) -> set[str]:
+    """Names of the applied migrations; ``create=False`` only looks (for ``--plan``)."""
     lay = layout()
-    _ensure_ledger(lay)
+    if create:
+        _ensure_ledger(lay)
+    else:
+        exists = ch_system(
+            "SELECT count() AS n FROM system.tables WHERE database = {d:String} AND name = 'kriy_migrations'",
+            {"d": db()},
+        )
+        if not exists[0]["n"]:
+            return set()
     return {r["name"] for r in ch_system("SELECT name FROM {db}.kriy_migrations FINAL")}
 
 
 def plan() -> list[tuple[Migration, list[str]]]:
-    done = applied()
+    """Pending migrations and their SQL, without changing anything."""
+    done = applied(create=False)
     lay = layout()
     return [(m, m.statements(lay)) for m in all_migrations() if m.name not in done]
 
 
 def migrate(progress: Callable[[str], None] = lambda _m: None) -> list[str]:
     names = []
+    _ensure_ledger(layout())
     for migration, statements in plan():
         progress(f"applying {migration.name} ({len(statements)} statements)")
         for sql in statements:

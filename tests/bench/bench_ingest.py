@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import queue
 import random
 import sys
@@ -60,6 +61,7 @@ def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
         else ("/v1/traces", "application/x-protobuf")
     )
     with Server(port=port) as server:
+        port = server.port
         key = server.key()
         work: queue.Queue[bytes] = queue.Queue()
         for b in bodies:
@@ -90,6 +92,8 @@ def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
                     errors.append(f"{resp.status}: {data[:200]!r}")
                     break
 
+        load = os.getloadavg()[0]
+        cpu0 = server.cpu_seconds()
         start = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(connections)]
         for t in threads:
@@ -105,6 +109,7 @@ def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
                 raise RuntimeError(f"only {stored} of {total} spans queryable after 600 s")
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
+        cpu = server.cpu_seconds() - cpu0
         rss = server.peak_rss_mb()
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
@@ -118,6 +123,10 @@ def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
         "seconds_to_queryable": round(elapsed, 2),
         "spans_per_sec": round(total / elapsed),
         "server_peak_rss_mb": round(rss),
+        # CPU the server used (all its threads, chDB's included) per span: steadier than the
+        # rate on a shared machine, where ``load_before`` says how busy the machine already was.
+        "server_cpu_us_per_span": round(cpu / total * 1e6, 1),
+        "load_before": round(load, 2),
     }
 
 
@@ -126,7 +135,7 @@ def main() -> None:
     p.add_argument("--spans", type=int, default=300_000)
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--formats", default="native,otlp")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=0, help="default: a free port")
     a = p.parse_args()
     results = [run(fmt, a.spans, a.connections, a.port) for fmt in a.formats.split(",")]
     out = {
@@ -138,7 +147,8 @@ def main() -> None:
     for r in results:
         print(
             f"{r['format']:>6}: {r['spans']} spans ({r['avg_span_bytes']} B avg) in {r['seconds_to_queryable']} s "
-            f"→ {r['spans_per_sec']} spans/s, server peak RSS {r['server_peak_rss_mb']} MB"
+            f"→ {r['spans_per_sec']} spans/s, server peak RSS {r['server_peak_rss_mb']} MB, "
+            f"server CPU {r['server_cpu_us_per_span']} µs/span (load before {r['load_before']})"
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,19 +22,34 @@ PY = (
 )
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 class Server:
-    """``manage.py serve`` (what `make run` runs) on a fresh data directory."""
+    """``manage.py serve`` (what `make run` runs) on a fresh data directory.
+
+    A data directory it made itself is removed on exit (``KRIY_BENCH_KEEP=1`` keeps it).
+    """
 
     def __init__(
         self, port: int = 8765, env: dict[str, str] | None = None, data_dir: str | None = None
     ):
-        self.port = port
+        self.port = port or free_port()
+        self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kriy-bench-")
         self.env = {
             **os.environ,
             "KRIY_DATA_DIR": self.data_dir,
             "KRIY_DEMO": "0",
-            "PORT": str(port),
+            "PORT": str(self.port),
             **(env or {}),
         }
         self.env.pop("DATABASE_URL", None) if "DATABASE_URL" not in (env or {}) else None
@@ -40,6 +57,9 @@ class Server:
         self.log = open(Path(self.data_dir) / "server.log", "wb")  # noqa: SIM115
 
     def __enter__(self) -> Server:
+        if _port_taken(self.port):
+            # Another server answering there would be measured instead of ours.
+            raise RuntimeError(f"port {self.port} is already in use")
         self.proc = subprocess.Popen(
             [PY, "manage.py", "serve", "--port", str(self.port)],
             cwd=ROOT,
@@ -47,24 +67,42 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._stop()  # never leave a server behind; its log stays for the reader
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
         deadline = time.time() + 120
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: see {self.log.name}")
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 c.request("GET", "/healthz")
                 if c.getresponse().status == 200:
-                    return self
+                    return
             except OSError:
                 pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: see {self.log.name}")
             time.sleep(0.3)
         raise RuntimeError("server did not become ready")
 
     def __exit__(self, *exc: Any) -> None:
-        if self.proc:
+        self._stop()
+        if self.own_dir and exc[0] is None and not os.environ.get("KRIY_BENCH_KEEP"):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
 
     def manage(self, *args: str) -> str:
         return subprocess.check_output(
@@ -75,6 +113,12 @@ class Server:
         return self.manage(
             "create_api_key", "--org", "bench", "--project", "bench", "--scopes", scopes
         )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (all its threads)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -201,3 +201,15 @@ def test_create_api_key_command_refuses_unknown_scope(db) -> None:
 
     with pytest.raises(CommandError, match="unknown scope"):
         call_command("create_api_key", "--org", "initech", "--project", "tps", "--scopes", "write")
+
+
+def test_migrate_clickhouse_plan_is_read_only_and_up_to_date(capsys) -> None:
+    call_command("migrate_clickhouse", "--plan")
+    assert "No ClickHouse migrations to apply." in capsys.readouterr().out
+    call_command("migrate_clickhouse")
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_django_migrations_match_the_models(capsys) -> None:
+    call_command("makemigrations", "--check", "--dry-run")
+    assert "No changes detected" in capsys.readouterr().out
