@@ -24,8 +24,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from apps.demo.traffic import TrafficGenerator, to_otlp  # noqa: E402
-from tests.bench.harness import Server, machine  # noqa: E402
+from apps.demo.traffic import TrafficGenerator, to_otlp
+from tests.bench.harness import Server, machine
 
 RESULTS = Path(__file__).parent / "results" / "soak.json"
 
@@ -54,13 +54,28 @@ def main() -> int:
             sent, started = 0, time.monotonic()
             while time.monotonic() < deadline:
                 now = time.time_ns()
-                spans = [s for tr in gen.sessions(now - 90 * 10**9, now - 60 * 10**9, 30) for s in tr]
+                spans = [
+                    s for tr in gen.sessions(now - 90 * 10**9, now - 60 * 10**9, 30) for s in tr
+                ]
                 otlp = rng.random() < 0.5
-                path, ctype = ("/v1/traces", "application/x-protobuf") if otlp else ("/api/v1/spans", "application/json")
-                body = to_otlp(spans).SerializeToString() if otlp else orjson.dumps({"spans": spans})
-                for attempt in range(2 if rng.random() < 0.05 else 1):  # 5 %: the same request twice
+                path, ctype = (
+                    ("/v1/traces", "application/x-protobuf")
+                    if otlp
+                    else ("/api/v1/spans", "application/json")
+                )
+                body = (
+                    to_otlp(spans).SerializeToString() if otlp else orjson.dumps({"spans": spans})
+                )
+                for attempt in range(
+                    2 if rng.random() < 0.05 else 1
+                ):  # 5 %: the same request twice
                     while True:
-                        conn.request("POST", path, body=body, headers={"Authorization": f"Bearer {key}", "Content-Type": ctype})
+                        conn.request(
+                            "POST",
+                            path,
+                            body=body,
+                            headers={"Authorization": f"Bearer {key}", "Content-Type": ctype},
+                        )
                         resp = conn.getresponse()
                         resp.read()
                         with lock:
@@ -69,7 +84,9 @@ def main() -> int:
                         if resp.status == 200:
                             with lock:
                                 acked.update((s["trace_id"], s["span_id"]) for s in spans)
-                                roots.update(s["trace_id"] for s in spans if not s.get("parent_span_id"))
+                                roots.update(
+                                    s["trace_id"] for s in spans if not s.get("parent_span_id")
+                                )
                             break
                         if resp.status in (429, 503):
                             with lock:
@@ -91,7 +108,11 @@ def main() -> int:
         while any(t.is_alive() for t in threads):
             time.sleep(5)
             with lock:
-                print(f"\r{time.monotonic() - t0:5.0f} s  {len(acked):,} spans acknowledged  {counters}", end="", flush=True)
+                print(
+                    f"\r{time.monotonic() - t0:5.0f} s  {len(acked):,} spans acknowledged  {counters}",
+                    end="",
+                    flush=True,
+                )
         for t in threads:
             t.join()
         print()
@@ -124,7 +145,17 @@ def main() -> int:
         "ok": usage["spans"] == len(acked) and judged == len(roots) and counters["errors"] == 0,
     }
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "result": result}, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "result": result,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(json.dumps(result, indent=2))
     return 0 if result["ok"] else 1
 
