@@ -96,6 +96,9 @@ def serve(
         prepare(out)
     else:
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    from apps.ingest.runtime import tune_once
+
+    tune_once()  # freeze what start-up loaded; fewer collections while serving
     workers = None
     if settings.CELERY_EMBEDDED:
         workers = EmbeddedWorkers()
@@ -112,6 +115,10 @@ def serve(
         port=port,
         threads=threads,
         connection_limit=200,
+        # ingest bodies are hundreds of KB: read them in large chunks and keep them in memory
+        # (waitress' defaults read 8 KB at a time and spill bodies over 512 KB to temp files)
+        recv_bytes=262_144,
+        inbuf_overflow=4 * 1024 * 1024,
         channel_timeout=120,
         max_request_body_size=settings.KRIY_INGEST["MAX_BODY_BYTES"] + 1024,
         ident="kriyplatform",

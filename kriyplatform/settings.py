@@ -170,6 +170,11 @@ KRIY_DETECT_SETTLE_SECONDS = float(os.environ.get("KRIY_DETECT_SETTLE_SECONDS") 
 # Large judge passes parse and judge in worker processes (the parent reads the span store).
 KRIY_JUDGE_PROCESSES = env_int("KRIY_JUDGE_PROCESSES", min(4, os.cpu_count() or 1))
 KRIY_JUDGE_PARALLEL_MIN_TRACES = env_int("KRIY_JUDGE_PARALLEL_MIN_TRACES", 20_000)
+# Embedded default only (judge and web share one process): while ingest runs above this many
+# spans/s, the judge waits (at most KRIY_JUDGE_MAX_DEFER_SECONDS) and then takes the backlog in
+# one larger, cheaper pass. 0 never defers. Production runs the judge in its own workers.
+KRIY_JUDGE_DEFER_ABOVE = env_int("KRIY_JUDGE_DEFER_ABOVE", 5_000 if CELERY_EMBEDDED else 0)
+KRIY_JUDGE_MAX_DEFER_SECONDS = float(os.environ.get("KRIY_JUDGE_MAX_DEFER_SECONDS") or 30)
 # A contract change re-judges the affected agents' traces of this many days.
 KRIY_CONTRACT_REJUDGE_DAYS = env_int("KRIY_CONTRACT_REJUDGE_DAYS", 14)
 KRIY_ROLLUP_INTERVAL = float(os.environ.get("KRIY_ROLLUP_INTERVAL") or 60)
@@ -189,7 +194,7 @@ KRIY_INGEST = {
     "MAX_IO_BYTES": env_int("KRIY_MAX_IO_BYTES", 1024 * 1024),  # per input / output
     "MAX_EVENTS_PER_SPAN": env_int("KRIY_MAX_EVENTS_PER_SPAN", 128),
     # Group commit: concurrent requests are flushed together, each acknowledged after its flush.
-    "BATCH_MAX_WAIT_MS": float(os.environ.get("KRIY_BATCH_MAX_WAIT_MS") or 0),
+    "BATCH_MAX_WAIT_MS": float(os.environ.get("KRIY_BATCH_MAX_WAIT_MS") or 3),
     "BATCH_MAX_ROWS": env_int("KRIY_BATCH_MAX_ROWS", 20_000),
 }
 # Ingest checks its own (larger) body limits; Django's 2.5 MB default would cut them short.

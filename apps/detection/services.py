@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Traces judged per span-store read: each read scans the project's detection columns once, so
 # fewer, larger chunks are faster; the size bounds the judge's memory (~30k traces, ~300k spans).
 CHUNK_TRACES = 30_000
+IN_PROCESS_CHUNK_TRACES = 5_000
 ID_PARAM_CHUNK = 50_000
 
 
@@ -241,8 +242,10 @@ def judge_project_traces(
         settings.KRIY_JUDGE_PROCESSES > 1
         and len(affected) > settings.KRIY_JUDGE_PARALLEL_MIN_TRACES
     )
+    # In-process chunks stay small (the server's memory); worker chunks are sized so every
+    # worker gets a few, each bounded by CHUNK_TRACES.
     size = (
-        CHUNK_TRACES
+        IN_PROCESS_CHUNK_TRACES
         if not parallel
         else max(2_000, min(CHUNK_TRACES, len(affected) // (settings.KRIY_JUDGE_PROCESSES * 3) + 1))
     )

@@ -7,19 +7,19 @@ while the others wait. Every request returns only after the flush that carried i
 succeeded (acknowledged means stored), or raises that flush's error. With one client there is no
 waiting at all; under concurrency the batches grow by themselves.
 
-A request announces itself while it decodes (``arriving()``): a leader about to flush first waits
-(at most ``gather_s``) for the requests already being decoded to hand their rows over, so that
-concurrent requests share one insert instead of taking turns. A flush never waits for requests
-that have not arrived, so a lone client never waits at all. Each insert costs the span store a
-few milliseconds of CPU whatever its size, and every part it makes has to be merged later.
+``max_wait_s`` (``KRIY_INGEST["BATCH_MAX_WAIT_MS"]``) lets a flush wait that long for more
+requests to join it, which makes fewer, larger inserts: each insert costs the span store a few
+milliseconds of CPU whatever its size (~4 ms for the 35 columns of ``spans`` on chDB), and every
+part it makes is merged again later. The wait applies only under concurrent traffic (other
+requests waiting, or the previous flush carried several), so a lone client never waits.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kriyplatform.clickhouse.client import ClickHouseError
@@ -40,52 +40,28 @@ class GroupCommitBatcher:
         insert: Callable[[bytes], None],
         max_rows: int = 20_000,
         max_wait_s: float = 0.0,
-        gather_s: float = 0.0,
     ):
         self._insert = insert
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
-        self._gather_s = gather_s
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
         self._pending: list[_Ticket] = []
-        self._pending_rows = 0
-        self._arriving = 0
-        self._local = threading.local()
+        self._last_batch = 0  # requests the previous flush carried
         self._flushing = False
         self.flushes = 0
         self.rows = 0
+        self._recent: deque[tuple[float, int]] = deque(maxlen=4096)  # (monotonic time, rows)
 
-    @contextmanager
-    def arriving(self) -> Iterator[None]:
-        """Around the decoding of a request that will (probably) ``submit``: flushes starting
-        meanwhile wait for it (bounded by ``gather_s``)."""
-        if not self._gather_s:
-            yield
-            return
-        with self._lock:
-            self._arriving += 1
-        self._local.arriving = True
-        try:
-            yield
-        finally:
-            if self._local.arriving:  # it did not submit (refused, nothing valid, an error)
-                self._local.arriving = False
-                with self._lock:
-                    self._arriving -= 1
-                    self._arrived.notify_all()
+    def recent_rate(self, window_s: float = 3.0) -> float:
+        """Rows stored per second over the last ``window_s`` seconds (this process)."""
+        since = time.monotonic() - window_s
+        return sum(n for t, n in list(self._recent) if t >= since) / window_s
 
     def submit(self, data: bytes, rows: int) -> None:
         """Store these encoded rows; returns once they are in the span store, else raises."""
         ticket = _Ticket(data, rows)
-        arrived = getattr(self._local, "arriving", False)
         with self._lock:
-            if arrived:
-                self._local.arriving = False
-                self._arriving -= 1
-                self._arrived.notify_all()
             self._pending.append(ticket)
-            self._pending_rows += rows
             leader = not self._flushing
             if leader:
                 self._flushing = True
@@ -102,15 +78,9 @@ class GroupCommitBatcher:
 
     def _lead(self, own: _Ticket) -> None:
         while True:
-            if self._max_wait_s:
-                time.sleep(self._max_wait_s)  # let concurrent requests join this flush
+            if self._max_wait_s and (self._last_batch > 1 or len(self._pending) > 1):
+                time.sleep(self._max_wait_s)  # concurrent traffic: let more requests join
             with self._lock:
-                if self._arriving and self._gather_s:
-                    # Requests being decoded right now: let them join this flush.
-                    self._arrived.wait_for(
-                        lambda: not self._arriving or self._pending_rows >= self._max_rows,
-                        self._gather_s,
-                    )
                 batch, rows = [], 0
                 while self._pending and (
                     not batch or rows + self._pending[0].rows <= self._max_rows
@@ -118,7 +88,7 @@ class GroupCommitBatcher:
                     t = self._pending.pop(0)
                     batch.append(t)
                     rows += t.rows
-                self._pending_rows -= rows
+                self._last_batch = len(batch)
             self._flush(batch)
             with self._lock:
                 if own.done and not self._pending:
@@ -135,7 +105,9 @@ class GroupCommitBatcher:
         try:
             self._insert(b"".join(t.data for t in batch))
             self.flushes += 1
-            self.rows += sum(t.rows for t in batch)
+            n = sum(t.rows for t in batch)
+            self.rows += n
+            self._recent.append((time.monotonic(), n))
         except ClickHouseError as exc:
             if len(batch) == 1:
                 self._finish(batch, exc)
@@ -161,12 +133,13 @@ class GroupCommitBatcher:
             t.event.set()
 
 
-# Upper bound on how long a flush waits for requests still being decoded (a request of a few
-# hundred spans decodes in 1-3 ms; a much larger one is not worth waiting for).
-DEFAULT_GATHER_MS = 10.0
-
 _batcher: GroupCommitBatcher | None = None
 _batcher_lock = threading.Lock()
+
+
+def current_batcher() -> GroupCommitBatcher | None:
+    """The batcher, if this process has ingested anything (never creates one)."""
+    return _batcher
 
 
 def get_batcher() -> GroupCommitBatcher:
@@ -184,7 +157,6 @@ def get_batcher() -> GroupCommitBatcher:
                     lambda data: ch_insert(INSERT_TARGET, data, FORMAT),
                     max_rows=cfg["BATCH_MAX_ROWS"],
                     max_wait_s=cfg["BATCH_MAX_WAIT_MS"] / 1000,
-                    gather_s=cfg.get("BATCH_GATHER_MS", DEFAULT_GATHER_MS) / 1000,
                 )
     return _batcher
 

@@ -149,14 +149,14 @@ def decode_native(body: bytes, limits: Limits, max_spans: int) -> tuple[dict[str
     """The columns and row count of a native request whose spans are all valid, else None."""
     try:
         spans = _decoder(limits).decode(body).spans
-    except msgspec.DecodeError:
-        return None
+    except Exception:  # DecodeError, UnicodeDecodeError (bad UTF-8 in a string), RecursionError…
+        return None  # whatever it is, the detailed path reports it
     n = len(spans)
     if not n or n > max_spans:
         return None
     try:
         return _columns(spans, n, limits), n
-    except _Decline:
+    except Exception:  # _Decline, or anything unforeseen: the detailed path decides
         return None
 
 
@@ -188,6 +188,11 @@ def _columns(spans: list[Any], n: int, limits: Limits) -> dict[str, Any]:
         raise _Decline
     if len(set(zip(trace_ids, span_ids, strict=True))) != n:
         raise _Decline  # a repeated span: the slow path names it
+    # NUL in names (PostgreSQL keeps agent and span names) and all-zero parents (roots): slow path
+    if "\x00" in "".join(agents) or "\x00" in "".join(names) or _ZERO16 in parents:
+        raise _Decline
+    if any(s and "\x00" in s for s in sessions):
+        raise _Decline
     present = [p for p in parents if p]
     if present:
         if set(map(len, present)) != {16}:

@@ -93,7 +93,7 @@ def otlp_columns(
         if not n or n > max_spans:
             return None
         return _Columns(n, limits).build(req), n
-    except _Decline:
+    except Exception:  # _Decline, or anything unforeseen: the detailed path decides
         return None
 
 
@@ -194,6 +194,8 @@ class _Columns:
             raise _Decline
         if max(map(len, agents)) > 128 or max(map(len, names)) > 256:
             raise _Decline
+        if "\x00" in "".join(agents) or "\x00" in "".join(names) or "\x00" in "".join(sessions):
+            raise _Decline  # the slow path names the field
         if max(map(len, sessions)) > 256 or max(map(len, messages)) > 4096:
             raise _Decline
         keys = self.keys

@@ -261,7 +261,8 @@ def validate_span(obj: Any, limits: Limits) -> tuple[dict[str, Any] | None, list
     if type(span_id) is not str or len(span_id) != 16 or not _HEX16L(span_id) or span_id == _ZERO16:
         errors.append("span_id: required, 16 lowercase hex characters, not all zero")
     parent = get("parent_span_id")
-    if parent is None or parent == "":
+    if parent is None or parent == "" or parent == _ZERO16:
+        # all zeros is W3C's "no parent" (OTLP maps it to a root too)
         parent = ""
     elif type(parent) is not str or not _HEX16(parent):
         errors.append("parent_span_id: must be 16 hex characters, or null for a root span")
@@ -272,12 +273,18 @@ def validate_span(obj: Any, limits: Limits) -> tuple[dict[str, Any] | None, list
         session = ""
     elif type(session) is not str or len(session) > 256:
         errors.append("session_id: must be a string of at most 256 characters")
+    elif "\x00" in session:
+        errors.append("session_id: must not contain NUL characters")
     agent = get("agent")
     if type(agent) is not str or not 1 <= len(agent) <= 128:
         errors.append("agent: required, 1-128 characters")
+    elif "\x00" in agent:
+        errors.append("agent: must not contain NUL characters")
     name = get("name")
     if type(name) is not str or not 1 <= len(name) <= 256:
         errors.append("name: required, 1-256 characters")
+    elif "\x00" in name:
+        errors.append("name: must not contain NUL characters")
     kind = get("kind")
     if kind is None:
         kind = "step"

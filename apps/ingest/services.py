@@ -203,21 +203,20 @@ def spans_store_columns(*, principal: KeyPrincipal, cols: dict[str, Any], n: int
 
 def spans_ingest_body(*, principal: KeyPrincipal, body: bytes) -> IngestResult:
     """A native request body: the fast path when every span is valid, else the detailed one."""
-    with get_batcher().arriving():
-        limits = Limits.from_settings()
-        fast = decode_native(body, limits, settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"])
-        if fast is not None:
-            cols, n = fast
-            check_rate(principal, n)
-            spans_store_columns(principal=principal, cols=cols, n=n)
-            return IngestResult(n, [])
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise AppError(f"body: not valid JSON ({exc})") from exc
-        if type(doc) is not dict or "spans" not in doc:
-            raise AppError('body: expected {"spans": [span, …]}', field="spans")
-        return spans_ingest(principal=principal, spans=doc["spans"], limits=limits)
+    limits = Limits.from_settings()
+    fast = decode_native(body, limits, settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"])
+    if fast is not None:
+        cols, n = fast
+        check_rate(principal, n)
+        spans_store_columns(principal=principal, cols=cols, n=n)
+        return IngestResult(n, [])
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise AppError(f"body: not valid JSON ({exc})") from exc
+    if type(doc) is not dict or "spans" not in doc:
+        raise AppError('body: expected {"spans": [span, …]}', field="spans")
+    return spans_ingest(principal=principal, spans=doc["spans"], limits=limits)
 
 
 def spans_ingest(

@@ -12,7 +12,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.apikeys.auth import bearer_token
 from apps.apikeys.services import KeyPrincipal, api_key_authenticate, api_key_is_revoked
-from apps.ingest.batcher import get_batcher
 from apps.ingest.runtime import tune_once
 from apps.ingest.services import (
     PayloadTooLarge,
@@ -145,8 +144,7 @@ def _otlp(request: HttpRequest) -> HttpResponse:
             f"Content-Type: {request.content_type or '(none)'} is not supported; send application/x-protobuf or application/json"
         )
     data = decompress(_read_body(request), request.META.get("HTTP_CONTENT_ENCODING", ""))
-    with get_batcher().arriving():
-        return _otlp_ingest(principal, data, ctype)
+    return _otlp_ingest(principal, data, ctype)
 
 
 def _otlp_ingest(principal: KeyPrincipal, data: bytes, ctype: str) -> HttpResponse:

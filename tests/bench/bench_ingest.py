@@ -1,10 +1,14 @@
 """Ingest throughput: realistic agent traffic over HTTP to a running server (what `make run` starts).
 
     .venv/bin/python tests/bench/bench_ingest.py [--spans 300000] [--connections 4]
+        [--server-env KRIY_BATCH_MAX_WAIT_MS=3] [--server-env KRIY_DETECT_INTERVAL=100000]
 
 Sends requests of 200-500 spans over 4 concurrent keep-alive connections, native JSON and OTLP
 protobuf, and reports spans/s from the first send until every span is queryable through
-/api/v1/usage, plus the server's peak RSS. Client and server share this machine.
+/api/v1/usage, plus the server's peak RSS and the CPU it used per span (steadier than the rate
+when other work shares the machine). Client and server share this machine. The server runs as
+`make run` starts it, in-process judge included; ``--server-env`` changes its environment (the
+results record it).
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ def make_requests(n_spans: int, fmt: str, seed: int) -> tuple[list[bytes], int]:
     return bodies, len(spans)
 
 
-def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
+def run(
+    fmt: str, n_spans: int, connections: int, port: int, env: dict[str, str] | None = None
+) -> dict:
     bodies, total = make_requests(n_spans, fmt, seed=11 if fmt == "native" else 12)
     avg = sum(map(len, bodies)) / total
     path, ctype = (
@@ -60,7 +66,7 @@ def run(fmt: str, n_spans: int, connections: int, port: int) -> dict:
         if fmt == "native"
         else ("/v1/traces", "application/x-protobuf")
     )
-    with Server(port=port) as server:
+    with Server(port=port, env=env) as server:
         port = server.port
         key = server.key()
         work: queue.Queue[bytes] = queue.Queue()
@@ -136,11 +142,20 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--formats", default="native,otlp")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for the server (e.g. KRIY_BATCH_MAX_WAIT_MS=3); recorded in the results",
+    )
     a = p.parse_args()
-    results = [run(fmt, a.spans, a.connections, a.port) for fmt in a.formats.split(",")]
+    env = dict(kv.split("=", 1) for kv in a.server_env)
+    results = [run(fmt, a.spans, a.connections, a.port, env) for fmt in a.formats.split(",")]
     out = {
         "machine": machine(),
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "server_env": env,
         "results": results,
     }
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")

@@ -1,12 +1,10 @@
-"""Group commit (apps.ingest.batcher): acknowledged after the flush that carried the rows, and a
-flush waits only for requests already being decoded."""
+"""Group commit (apps.ingest.batcher): each request is acknowledged after the flush that carried
+its rows, refused rows fail only their own request, and a flush waits only under concurrency."""
 
 from __future__ import annotations
 
 import threading
 import time
-
-import pytest
 
 from apps.ingest.batcher import GroupCommitBatcher
 from kriyplatform.clickhouse.client import ClickHouseError
@@ -25,79 +23,38 @@ class Store:
         self.inserts.append(data)
 
 
-def test_a_lone_request_never_waits() -> None:
+def test_a_lone_client_never_waits() -> None:
     store = Store()
-    b = GroupCommitBatcher(store, gather_s=5.0)
+    b = GroupCommitBatcher(store, max_wait_s=1.0)
     started = time.perf_counter()
     for i in range(3):
-        with b.arriving():
-            b.submit(b"r%d;" % i, 1)
+        b.submit(b"r%d;" % i, 1)
     assert time.perf_counter() - started < 1.0
     assert store.inserts == [b"r0;", b"r1;", b"r2;"]
 
 
-def test_a_flush_waits_for_a_request_being_decoded_and_carries_both() -> None:
-    store = Store()
-    b = GroupCommitBatcher(store, gather_s=5.0)
-    decoding = threading.Event()
+def test_under_concurrency_a_flush_waits_for_more_requests_to_join() -> None:
+    store = Store(delay=0.2)
+    b = GroupCommitBatcher(store, max_wait_s=0.3)
+    done: list[bytes] = []
 
-    def other() -> None:
-        with b.arriving():
-            decoding.set()
-            time.sleep(0.3)  # decoding
-            b.submit(b"other;", 1)
+    def send(name: bytes, after: float) -> None:
+        time.sleep(after)
+        b.submit(name, 1)
+        done.append(name)
 
-    t = threading.Thread(target=other)
-    t.start()
-    decoding.wait()
-    started = time.perf_counter()
-    with b.arriving():
-        b.submit(b"mine;", 1)
-    waited = time.perf_counter() - started
-    t.join()
-    assert store.inserts == [b"mine;other;"]
-    assert 0.2 < waited < 4.0
-
-
-def test_a_request_that_stores_nothing_releases_the_waiting_flush() -> None:
-    store = Store()
-    b = GroupCommitBatcher(store, gather_s=5.0)
-    decoding = threading.Event()
-
-    def refused() -> None:
-        with pytest.raises(ValueError), b.arriving():
-            decoding.set()
-            time.sleep(0.2)
-            raise ValueError("every span invalid")
-
-    t = threading.Thread(target=refused)
-    t.start()
-    decoding.wait()
-    started = time.perf_counter()
-    b.submit(b"mine;", 1)
-    assert time.perf_counter() - started < 4.0
-    t.join()
-    assert store.inserts == [b"mine;"]
-    assert b._arriving == 0
-
-
-def test_the_wait_is_bounded() -> None:
-    store = Store()
-    b = GroupCommitBatcher(store, gather_s=0.2)
-    release = threading.Event()
-
-    def slow() -> None:
-        with b.arriving():
-            release.wait(10)
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.05)
-    started = time.perf_counter()
-    b.submit(b"mine;", 1)
-    assert 0.15 < time.perf_counter() - started < 2.0
-    release.set()
-    t.join()
+    # "a" flushes alone; "b" and "c" queue behind it, so the next flush is concurrent traffic
+    # and waits: "d", arriving during that wait, joins it.
+    threads = [
+        threading.Thread(target=send, args=(n, t))
+        for n, t in ((b"a;", 0), (b"b;", 0.05), (b"c;", 0.1), (b"d;", 0.35))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.inserts == [b"a;", b"b;c;d;"]
+    assert sorted(done) == [b"a;", b"b;", b"c;", b"d;"]
 
 
 def test_rows_the_store_refuses_fail_only_their_own_request() -> None:

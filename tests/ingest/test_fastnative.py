@@ -376,6 +376,11 @@ def test_misshapen_bodies_are_left_to_the_detailed_path(body) -> None:
 
 def test_what_the_fast_parser_would_skip_unchecked_is_left_to_the_detailed_path() -> None:
     base = orjson.dumps({"spans": [span()]})
+    for field in (b'"trace_id"', b'"agent"', b'"name"', b'"kind"', b'"status"'):
+        body = base.replace(field + b':"', field + b':"\xff\xfe', 1)
+        assert body != base
+        assert decode_native(body, LIMITS, 10_000) is None
+    assert decode_native(b'{"spans": [{"trace_id": "\xff\xfe"}]}', LIMITS, 10_000) is None
     for extra in (
         b'"unknown": "\xff"',
         b'"unknown": 1E400',
