@@ -254,3 +254,24 @@ def test_other_tenant_sees_no_judgements_issues_or_contracts(tenant_a, tenant_b)
     )
     assert other.get("/api/v1/traces?outcome=defective").json()["traces"] == []
     assert other.get("/api/v1/sessions/s-x").status_code == 404
+
+
+def test_embedded_judge_yields_to_an_ingest_burst_for_a_bounded_time(tenant_a, settings) -> None:
+    from apps.detection import tasks
+
+    settings.KRIY_DETECT_SETTLE_SECONDS = 0
+    settings.KRIY_JUDGE_DEFER_ABOVE = 0.1  # spans/s: any ingest counts as a burst here
+    settings.KRIY_JUDGE_MAX_DEFER_SECONDS = 3600
+    tasks._deferring_since = None
+    spans = partial_trace()
+    post_spans(tenant_a.api(), spans)
+    result = tasks.judge_pending_task()
+    assert "deferred" in result and "spans/s" in result["deferred"]
+    assert tenant_a.api().get(f"/api/v1/traces/{spans[0]['trace_id']}").json()["outcome"] is None
+    settings.KRIY_JUDGE_MAX_DEFER_SECONDS = 0  # the wait is over: judge the backlog
+    result = tasks.judge_pending_task()
+    assert result.get("traces", 0) >= 1
+    assert tenant_a.api().get(f"/api/v1/traces/{spans[0]['trace_id']}").json()["outcome"] == "defective"
+    settings.KRIY_JUDGE_DEFER_ABOVE = 0  # production: never defers
+    tasks._deferring_since = None
+    assert "deferred" not in tasks.judge_pending_task()
