@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import logging
-
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from kriyplatform.clickhouse.client import ch_system
-from kriyplatform.errors import RELATIONAL_OUTAGE, SpanStoreUnavailable
-
-log = logging.getLogger(__name__)
+from kriyplatform.errors import RELATIONAL_OUTAGE
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -64,5 +60,3 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "internal error; it was logged"}, status=500)
     return render(request, "500.html", status=500)
 
-
-__all__ = ["SpanStoreUnavailable", "healthz", "landing", "not_found", "server_error"]
