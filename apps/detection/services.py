@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +65,37 @@ def contracts_document(*, project_id: int) -> dict[str, dict[str, Any]]:
     return {c.agent: c.as_dict() for c in AgentContract.objects.filter(project_id=project_id)}
 
 
+MAX_CONTRACT_AGENTS = 1_000
+MAX_REQUIRED_STEPS = 100
+MAX_LATENCY_SLO_MS = 2**31 - 1  # ~24 days: the column's range
+
+
+def _check_contract_limits(parsed: Mapping[str, Contract]) -> None:
+    """What the relational store can hold, named field by field (NUL cannot be stored)."""
+    if len(parsed) > MAX_CONTRACT_AGENTS:
+        raise AppError(f"contracts: at most {MAX_CONTRACT_AGENTS} agents", field="contracts")
+    for agent, c in parsed.items():
+        where = f"contracts[{agent[:40]!r}]"
+        if len(agent) > 128 or "\x00" in agent:
+            raise AppError(
+                f"{where}: agent names are 1-128 characters without NUL", field="contracts"
+            )
+        if len(c.required_steps) > MAX_REQUIRED_STEPS:
+            raise AppError(
+                f"{where}.required_steps: at most {MAX_REQUIRED_STEPS} steps", field="contracts"
+            )
+        for step in c.required_steps:
+            if len(step) > 256 or "\x00" in step:
+                raise AppError(
+                    f"{where}.required_steps: step names are 1-256 characters without NUL",
+                    field="contracts",
+                )
+        if c.latency_slo_ms is not None and c.latency_slo_ms > MAX_LATENCY_SLO_MS:
+            raise AppError(
+                f"{where}.latency_slo_ms: at most {MAX_LATENCY_SLO_MS}", field="contracts"
+            )
+
+
 def contracts_put(
     *, project: Any, document: Any, actor: Any = None
 ) -> tuple[dict[str, dict[str, Any]], set[str]]:
@@ -73,11 +104,7 @@ def contracts_put(
         parsed = parse_contracts(document)
     except ValueError as exc:
         raise AppError(str(exc), field="contracts") from exc
-    for agent in parsed:
-        if len(agent) > 128:
-            raise AppError(
-                f"contracts: agent name {agent[:40]!r}… is over 128 characters", field="contracts"
-            )
+    _check_contract_limits(parsed)
     before = contracts_document(project_id=project.pk)
     with transaction.atomic():
         AgentContract.objects.filter(project=project).exclude(agent__in=list(parsed)).delete()

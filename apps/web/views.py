@@ -59,4 +59,3 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith(("/api/", "/v1/")):
         return JsonResponse({"error": "internal error; it was logged"}, status=500)
     return render(request, "500.html", status=500)
-

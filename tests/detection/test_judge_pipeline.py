@@ -271,7 +271,26 @@ def test_embedded_judge_yields_to_an_ingest_burst_for_a_bounded_time(tenant_a, s
     settings.KRIY_JUDGE_MAX_DEFER_SECONDS = 0  # the wait is over: judge the backlog
     result = tasks.judge_pending_task()
     assert result.get("traces", 0) >= 1
-    assert tenant_a.api().get(f"/api/v1/traces/{spans[0]['trace_id']}").json()["outcome"] == "defective"
+    assert (
+        tenant_a.api().get(f"/api/v1/traces/{spans[0]['trace_id']}").json()["outcome"]
+        == "defective"
+    )
     settings.KRIY_JUDGE_DEFER_ABOVE = 0  # production: never defers
     tasks._deferring_since = None
     assert "deferred" not in tasks.judge_pending_task()
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"a\x00b": {"latency_slo_ms": 5}},
+        {"planner": {"required_steps": ["ve\x00rify"]}},
+        {"planner": {"required_steps": ["x" * 300]}},
+        {"planner": {"latency_slo_ms": 2**40}},
+        {"x" * 200: {}},
+    ],
+)
+def test_contracts_the_database_cannot_hold_are_400_not_500(tenant_a, doc) -> None:
+    resp = tenant_a.api().put("/api/v1/contracts", doc, content_type="application/json")
+    assert resp.status_code == 400, resp.content
+    assert "contracts" in resp.json()["error"]

@@ -42,7 +42,7 @@ KEY_SCOPED = {
     "api/v1/summary",
     "api/v1/alert-rules",
     "api/v1/channels",
-    "api/v1/agents/<str:agent>/weekly",  # computed per agent name within the key's project
+    "api/v1/agents/<path:agent>/weekly",  # computed per agent name within the key's project
 }
 
 
