@@ -136,3 +136,42 @@ def test_rate_limiting_fails_open_while_redis_is_down_and_applies_again_when_it_
     assert post_spans(api, trace(n_children=4)).status_code == 200  # 5 of 6
     resp = post_spans(api, trace(n_children=4))
     assert resp.status_code == 429 and int(resp["Retry-After"]) >= 1
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_tasks_resume_when_the_redis_broker_returns(own_redis) -> None:
+    """The worker keeps running while its broker is gone and picks up work once it is back."""
+    from celery.contrib.testing.worker import start_worker
+
+    from apps.metrics.tasks import rollup_recent_task
+    from kriyplatform.celery import app
+
+    port, start, stop = own_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    old = {k: app.conf.get(k) for k in ("broker_url", "result_backend", "task_always_eager")}
+
+    def reset() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+        app.amqp.__dict__.pop("producer_pool", None)
+        app._local.__dict__.pop("backend", None)
+
+    app.conf.update(
+        broker_url=url, result_backend=url, task_always_eager=False, broker_connection_retry=True
+    )
+    rollup_recent_task.ignore_result = False
+    reset()
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            assert "rows" in rollup_recent_task.delay().get(timeout=60)
+            stop()  # the broker goes away under a running worker
+            time.sleep(1.5)  # let the worker notice the lost connection (not synchronisation)
+            start()  # …and comes back empty; publisher and consumer reconnect by themselves
+            assert "rows" in rollup_recent_task.delay().get(timeout=90)
+    finally:
+        rollup_recent_task.ignore_result = True
+        app.conf.update(old)
+        reset()
