@@ -87,3 +87,18 @@ def tenant_a(db: Any) -> Tenant:
 @pytest.fixture
 def tenant_b(db: Any) -> Tenant:
     return make_tenant("globex")
+
+
+def reset_celery_connections() -> None:
+    """Forget pooled broker connections and the cached result backend, so the Celery app
+    connects afresh with its current configuration (tests that switch to a Redis broker)."""
+    from kombu import pools
+
+    from kriyplatform.celery import app
+
+    pools.reset()  # closes and forgets kombu's global connection and producer pools
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.amqp.__dict__.pop("producer_pool", None)
+    app.__dict__.pop("backend", None)
+    app._local.__dict__.pop("backend", None)

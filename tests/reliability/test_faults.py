@@ -146,24 +146,17 @@ def test_tasks_resume_when_the_redis_broker_returns(own_redis) -> None:
 
     from apps.metrics.tasks import rollup_recent_task
     from kriyplatform.celery import app
+    from tests.conftest import reset_celery_connections
 
     port, start, stop = own_redis
     url = f"redis://127.0.0.1:{port}/0"
     old = {k: app.conf.get(k) for k in ("broker_url", "result_backend", "task_always_eager")}
 
-    def reset() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
-        app.amqp.__dict__.pop("producer_pool", None)
-        app._local.__dict__.pop("backend", None)
-
     app.conf.update(
         broker_url=url, result_backend=url, task_always_eager=False, broker_connection_retry=True
     )
     rollup_recent_task.ignore_result = False
-    reset()
+    reset_celery_connections()
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
             assert "rows" in rollup_recent_task.delay().get(timeout=60)
@@ -174,4 +167,4 @@ def test_tasks_resume_when_the_redis_broker_returns(own_redis) -> None:
     finally:
         rollup_recent_task.ignore_result = True
         app.conf.update(old)
-        reset()
+        reset_celery_connections()

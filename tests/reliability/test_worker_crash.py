@@ -21,6 +21,7 @@ from django.db import connection
 from apps.alerts import services
 from apps.alerts.models import Delivery
 from kriyplatform.celery import app
+from tests.conftest import reset_celery_connections
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = "redis://127.0.0.1:6379/12"
@@ -79,14 +80,6 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _reset_connections() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-    app.amqp.__dict__.pop("producer_pool", None)
-
-
 @pytest.fixture
 def prefork_worker(settings):
     redis.Redis.from_url(BROKER).flushdb()
@@ -126,7 +119,7 @@ def prefork_worker(settings):
     settings.KRIY_ALERT_HTTP_TIMEOUT = 2
     old = {k: app.conf.get(k) for k in ("broker_url", "task_always_eager")}
     app.conf.update(broker_url=BROKER, task_always_eager=False)
-    _reset_connections()
+    reset_celery_connections()
     try:
         deadline = time.monotonic() + 60
         while not app.control.ping(timeout=0.5):  # the worker answers once it consumes
@@ -135,7 +128,7 @@ def prefork_worker(settings):
         yield proc, log.name
     finally:
         app.conf.update(old)
-        _reset_connections()
+        reset_celery_connections()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)

@@ -11,6 +11,7 @@ from apps.detection.tasks import judge_pending_task
 from apps.metrics.models import AgentRollup
 from apps.metrics.tasks import rollup_recent_task
 from kriyplatform.celery import app
+from tests.conftest import reset_celery_connections
 from tests.factories import post_spans, span, trace_id
 
 REDIS = "redis://127.0.0.1:6379/14"
@@ -26,7 +27,7 @@ def redis_worker(settings) -> Iterator[None]:
     app.conf.update(
         broker_url=REDIS, result_backend=REDIS, task_always_eager=False, task_ignore_result=False
     )
-    _reset_connections()
+    reset_celery_connections()
     for task in (judge_pending_task, rollup_recent_task):
         task.ignore_result = False
     try:
@@ -36,18 +37,7 @@ def redis_worker(settings) -> Iterator[None]:
         app.conf.update(old)
         for task in (judge_pending_task, rollup_recent_task):
             task.ignore_result = True
-        _reset_connections()
-
-
-def _reset_connections() -> None:
-    """Drop pooled broker connections so the app reconnects with the current broker URL."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.__dict__.pop("backend", None)
-    app._local.__dict__.pop("backend", None)  # the result backend is cached per thread
-    app.amqp.__dict__.pop("producer_pool", None)
-    app.amqp._producer_pool = None
+        reset_celery_connections()
 
 
 @pytest.mark.worker
