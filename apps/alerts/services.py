@@ -429,7 +429,7 @@ def rule_measure(*, rule: AlertRule, now: datetime) -> Measurement:
     if metric in ISSUE_EVENT_METRICS:
         kind = IssueEvent.Kind.NEW if metric == Metric.NEW_ISSUE else IssueEvent.Kind.REGRESSED
         qs = IssueEvent.objects.filter(
-            project_id=rule.project_id, kind=kind, at__gte=since, at__lte=now
+            project_id=rule.project_id, kind=kind, recorded_at__gte=since, recorded_at__lte=now
         )
         if rule.agent:
             qs = qs.filter(issue__agent=rule.agent)

@@ -51,7 +51,11 @@ class IssueEvent(models.Model):
     project = models.ForeignKey("orgs.Project", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     actor = models.CharField(max_length=200, blank=True)
+    # when it happened in the data (a new issue: its first finding) — reports place it by this
     at = models.DateTimeField(default=timezone.now, db_index=True)
+    # when the platform noticed it — alerts look at this: an issue is news when it is first seen,
+    # even if its first finding (a late or backfilled trace) is older than the alert window
+    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -96,8 +96,13 @@ def test_issue_metrics_count_issue_events_in_the_window(mixed_traffic) -> None:
     assert measure(make_rule(t, metric="new_issue", agent="planner", threshold=0)).value == 0
     issue = Issue.objects.get(project=t.project)
     IssueEvent.objects.create(issue=issue, project=t.project, kind="regressed")
+    two_hours_ago = timezone.now() - timedelta(hours=2)
     IssueEvent.objects.create(
-        issue=issue, project=t.project, kind="regressed", at=timezone.now() - timedelta(hours=2)
+        issue=issue,
+        project=t.project,
+        kind="regressed",
+        at=two_hours_ago,
+        recorded_at=two_hours_ago,
     )
     regressed = make_rule(t, metric="regressed_issue", threshold=0, window_seconds=3600)
     assert measure(regressed).value == 1
@@ -115,7 +120,7 @@ def test_rule_fires_once_stays_firing_then_resolves_and_can_fire_again(tenant_a)
     )
     rule = make_rule(t, metric="new_issue", comparison=">=", threshold=1, window_seconds=900)
     t0 = timezone.now()
-    IssueEvent.objects.create(issue=issue, project=t.project, kind="new", at=t0)
+    IssueEvent.objects.create(issue=issue, project=t.project, kind="new", at=t0, recorded_at=t0)
 
     first = services.rule_evaluate(rule_id=rule.pk, now=t0 + timedelta(minutes=1))
     assert first.transition == "firing"
@@ -125,8 +130,9 @@ def test_rule_fires_once_stays_firing_then_resolves_and_can_fire_again(tenant_a)
     assert resolved.transition == "resolved"
     quiet = services.rule_evaluate(rule_id=rule.pk, now=t0 + timedelta(minutes=21))
     assert quiet.transition is None
+    later = t0 + timedelta(minutes=21)
     IssueEvent.objects.create(
-        issue=issue, project=t.project, kind="new", at=t0 + timedelta(minutes=21)
+        issue=issue, project=t.project, kind="new", at=later, recorded_at=later
     )
     refire = services.rule_evaluate(rule_id=rule.pk, now=t0 + timedelta(minutes=22))
     assert refire.transition == "firing"
@@ -244,3 +250,12 @@ def test_editing_a_rule_from_a_stale_copy_keeps_the_state_of_the_evaluation(tena
     AlertRule.objects.filter(pk=rule.pk).update(comparison="<")
     assert services.rule_evaluate(rule_id=rule.pk).transition == "resolved"
     assert list(AlertEvent.objects.filter(rule=rule).values_list("sequence", flat=True)) == [2, 1]
+
+
+def test_an_issue_first_seen_now_is_new_even_when_its_trace_is_old(tenant_a) -> None:
+    """A late (or backfilled) trace whose root started hours ago still makes a *new* issue now."""
+    ingest(tenant_a, recent_trace("support", "defective", ago_s=3 * 3600))
+    event = IssueEvent.objects.get(project=tenant_a.project, kind="new")
+    assert timezone.now() - event.at > timedelta(hours=2)  # placed in time by its finding
+    rule = make_rule(tenant_a, metric="new_issue", threshold=0, comparison=">", window_seconds=900)
+    assert measure(rule).value == 1  # but noticed now
