@@ -44,6 +44,8 @@ from apps.ingest.otlp import (
     _is_json_mime,
     _text,
     _TooDeepError,
+    resource_context,
+    scope_base,
 )
 
 _CONTAINERS = (dict, list)
@@ -144,23 +146,12 @@ class _Columns:
     def build(self, req: ExportTraceServiceRequest) -> dict[str, Any]:
         limits = self.limits
         for rs in req.resource_spans:
-            resource: dict = {}
-            if _convert_kvs(rs.resource.attributes, resource, None) is not None:
-                raise _Decline
-            res_base = {"resource." + k: v for k, v in resource.items()}
-            service = _text(resource.get("service.name"))
-            res_session = _text(resource.get("session.id")) or _text(
-                resource.get("gen_ai.conversation.id")
-            )
+            context = resource_context(rs)
+            if isinstance(context, str):
+                raise _Decline  # nested too deeply: the slow path names it
+            res_base, service, res_session = context
             for ss in rs.scope_spans:
-                base = res_base
-                scope = ss.scope
-                if scope.name or scope.version:
-                    base = dict(res_base)
-                    if scope.name:
-                        base["otel.scope.name"] = scope.name
-                    if scope.version:
-                        base["otel.scope.version"] = scope.version
+                base = scope_base(res_base, ss.scope)
                 if base:
                     _check_attributes(base, limits)
                     self.keys.update(base)

@@ -328,31 +328,43 @@ def to_native(req: ExportTraceServiceRequest) -> list[tuple[dict | None, list[st
     out: list[tuple[dict | None, list[str], str]] = []
     append = out.append
     for rs in req.resource_spans:
-        resource: dict = {}
-        too_deep = _convert_kvs(rs.resource.attributes, resource, None)
-        if too_deep is not None:
-            error = f"resource.attributes.{too_deep}: nested deeper than {_MAX_ANY_DEPTH}"
+        context = resource_context(rs)
+        if isinstance(context, str):
+            error = f"resource.attributes.{context}: nested deeper than {_MAX_ANY_DEPTH}"
             for ss in rs.scope_spans:
                 for sp in ss.spans:
                     append((None, [error], sp.span_id.hex()))
             continue
-        res_base = {"resource." + k: v for k, v in resource.items()}
-        service = _text(resource.get("service.name"))
-        res_session = _text(resource.get("session.id")) or _text(
-            resource.get("gen_ai.conversation.id")
-        )
+        res_base, service, res_session = context
         for ss in rs.scope_spans:
-            base = res_base
-            scope = ss.scope
-            if scope.name or scope.version:
-                base = dict(res_base)
-                if scope.name:
-                    base["otel.scope.name"] = scope.name
-                if scope.version:
-                    base["otel.scope.version"] = scope.version
+            base = scope_base(res_base, ss.scope)
             for sp in ss.spans:
                 append(_span(sp, base, service, res_session))
     return out
+
+
+def resource_context(rs: Any) -> tuple[dict, str | None, str | None] | str:
+    """What a ResourceSpans gives each of its spans: its attributes as ``resource.*``, the
+    service name (the agent fallback) and a session id; or the key of a value nested too deeply."""
+    resource: dict = {}
+    too_deep = _convert_kvs(rs.resource.attributes, resource, None)
+    if too_deep is not None:
+        return too_deep
+    service = _text(resource.get("service.name"))
+    session = _text(resource.get("session.id")) or _text(resource.get("gen_ai.conversation.id"))
+    return {"resource." + k: v for k, v in resource.items()}, service, session
+
+
+def scope_base(res_base: dict, scope: Any) -> dict:
+    """The resource attributes plus the instrumentation scope's name and version."""
+    if not (scope.name or scope.version):
+        return res_base
+    base = dict(res_base)
+    if scope.name:
+        base["otel.scope.name"] = scope.name
+    if scope.version:
+        base["otel.scope.version"] = scope.version
+    return base
 
 
 def _span(
