@@ -110,22 +110,20 @@ def decode_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             raise OtlpDecodeError(f"invalid protobuf: {exc}") from None
         return req
     if media == _JSON:
+        from apps.ingest.otlp_json import OtlpJsonError, parse_request
+
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:  # also orjson's own nesting limit
             raise OtlpDecodeError(f"invalid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise OtlpDecodeError("invalid OTLP JSON: the body must be a JSON object")
-        _hex_ids_to_base64(doc)
         try:
-            json_format.ParseDict(
-                doc, req, ignore_unknown_fields=True, max_recursion_depth=_MAX_MESSAGE_DEPTH
-            )
+            return parse_request(doc)  # type: ignore[return-value] - a duck-typed request
+        except OtlpJsonError as exc:
+            raise OtlpDecodeError(f"invalid OTLP JSON: {exc}") from None
         except RecursionError:
             raise OtlpDecodeError("invalid OTLP JSON: nested too deeply") from None
-        except (json_format.ParseError, ValueError, TypeError) as exc:
-            raise OtlpDecodeError(f"invalid OTLP JSON: {exc}") from None
-        return req
     raise OtlpDecodeError(f"unsupported content type {content_type!r}: use {_PROTOBUF} or {_JSON}")
 
 
