@@ -99,9 +99,8 @@ def _str(v: Any, where: tuple) -> str:
 
 
 def _id(v: Any, size: int, where: tuple) -> bytes:
-    if not v:
-        if v is None or v == "":
-            return b""
+    if v is None or v == "":
+        return b""
     if type(v) is not str:
         raise _fail(where, "must be a hex string")
     try:
