@@ -342,13 +342,18 @@ def judge_pending(*, settle_seconds: float | None = None) -> JudgeStats:
 def rejudge_agents(
     *, project_id: int, agents: Iterable[str], days: int | None = None
 ) -> JudgeStats:
-    """Re-judge the traces of these agents from the last ``days`` days (a contract changed)."""
+    """Re-judge the traces of these agents from the last ``days`` days (a contract changed).
+
+    "The last days" counts both when a trace happened and when it arrived, so a history sent
+    in recently (a backfill, a recorded corpus) follows a contract set after it.
+    """
     days = settings.KRIY_CONTRACT_REJUDGE_DAYS if days is None else days
     since = datetime.now(UTC) - timedelta(days=days)
     rows = ch_select(
         """SELECT DISTINCT trace_id FROM {db}.spans
         WHERE project_id = {project_id:UInt64} AND parent_span_id = '' AND agent IN {agents:Array(String)}
-          AND start_time >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')""",
+          AND (start_time >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')
+               OR ingested_at >= toDateTime(intDiv({since:Int64}, 1000000000), 'UTC'))""",
         project_id=project_id,
         params={"agents": sorted(agents), "since": int(since.timestamp() * 1e9)},
     )

@@ -374,8 +374,9 @@ def validate_spans(
 ) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """Rows of the valid spans, and a rejection per invalid one (with its index in the request).
 
-    A span repeating the (trace_id, span_id) of an earlier span of the same request is refused;
-    spans without a session take their trace root's session when the root is in the request.
+    A span repeating the (trace_id, span_id) of an earlier span of the same request replaces it,
+    as a re-sent span does (the later one wins); spans without a session take their trace root's
+    session when the root is in the request.
     """
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
@@ -388,15 +389,9 @@ def validate_spans(
             continue
         key = (row["trace_id"], row["span_id"])
         if key in seen:
-            rejected.append(
-                Rejection(
-                    i,
-                    row["span_id"],
-                    [f"span_id: repeats the span at index {seen[key]} of this request"],
-                )
-            )
+            rows[seen[key]] = row  # a re-send within the request: the later span wins
             continue
-        seen[key] = i
+        seen[key] = len(rows)
         rows.append(row)
     inherit_sessions(rows)
     resolve_invoke_agent(rows)

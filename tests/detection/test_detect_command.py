@@ -164,3 +164,13 @@ def test_ingest_and_judge_agree_with_offline_detect(tenant_a, tmp_path: Path, fm
             break
     assert sorted(got) == expected
     assert len(expected) > 50
+
+
+def test_a_span_repeated_in_the_file_is_judged_once_with_its_later_copy(tmp_path: Path) -> None:
+    spans = corpus(n_traces=20, seed=8)
+    once = run_detect(str(write_jsonl(tmp_path / "once.jsonl", spans)))
+    resent = [{**s, "status": "ok"} if i % 3 == 0 else s for i, s in enumerate(spans)]
+    twice = run_detect(str(write_jsonl(tmp_path / "twice.jsonl", spans + resent)))
+    again = run_detect(str(write_jsonl(tmp_path / "again.jsonl", resent)))
+    assert once.returncode == twice.returncode == again.returncode == 0
+    assert twice.stdout == again.stdout  # the later copies replaced the earlier ones

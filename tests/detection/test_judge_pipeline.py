@@ -190,7 +190,9 @@ def test_resolved_issue_regresses_on_a_newer_finding(tenant_a) -> None:
 def test_contracts_put_replaces_and_rejudges_the_changed_agents(
     tenant_a, django_capture_on_commit_callbacks, settings
 ) -> None:
-    settings.KRIY_CONTRACT_REJUDGE_DAYS = 3650  # the factory's spans are from 2026-01-01
+    # the factory's traces happened on 2026-01-01, long before the re-judge window, but they
+    # arrived just now: a contract set after a backfill still applies to it
+    settings.KRIY_CONTRACT_REJUDGE_DAYS = 14
     api = tenant_a.api()
     spans = partial_trace(agent="planner")
     post_spans(api, spans)

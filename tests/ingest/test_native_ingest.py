@@ -262,3 +262,14 @@ def test_another_organizations_key_reads_nothing_of_ours(tenant_a, tenant_b) -> 
     assert other.get("/api/v1/sessions/sess-1").status_code == 404
     assert other.get("/api/v1/traces").json()["traces"] == []
     assert other.get("/api/v1/usage").json()["spans"] == 0
+
+
+def test_a_span_repeated_within_one_request_is_replaced_by_its_later_copy(tenant_a) -> None:
+    first = span(name="draft")
+    again = {**first, "name": "draft v2", "status": "error"}
+    resp = post_spans(tenant_a.api(), [first, span(), again])
+    assert resp.status_code == 200
+    assert resp.json() == {"accepted": 3, "rejected": []}
+    assert stored(tenant_a.project.pk) == 2
+    got = tenant_a.api().get(f"/api/v1/traces/{first['trace_id']}").json()["spans"][0]
+    assert (got["name"], got["status"]) == ("draft v2", "error")
