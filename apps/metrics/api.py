@@ -51,7 +51,7 @@ class AgentWeeklyApi(ProjectApiView):
     @extend_schema(
         summary="An agent's last N ISO weeks, oldest first (spans.md §4)",
         parameters=[
-            OpenApiParameter("weeks", int, description="1-104, default 12"),
+            OpenApiParameter("weeks", int, description="1-520, default 12"),
             OpenApiParameter(
                 "until",
                 str,
@@ -61,7 +61,7 @@ class AgentWeeklyApi(ProjectApiView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, agent: str) -> Response:
-        weeks = int_param(request.query_params, "weeks", 12, 1, 104)
+        weeks = int_param(request.query_params, "weeks", 12, 1, 520)
         rows = selectors.agent_weeks(
             project_id=self.tenant.project_id,
             agent=agent,
@@ -80,7 +80,7 @@ class ProjectSummaryApi(ProjectApiView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request) -> Response:
-        weeks = int_param(request.query_params, "weeks", 12, 2, 104)
+        weeks = int_param(request.query_params, "weeks", 12, 2, 520)
         agents = selectors.project_summary(
             project_id=self.tenant.project_id, weeks=weeks, until=until_param(request.query_params)
         )
