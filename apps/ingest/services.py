@@ -17,7 +17,7 @@ from apps.ingest.batcher import get_batcher
 from apps.ingest.fastnative import decode_native
 from apps.ingest.native import Limits, Rejection, validate_spans
 from apps.ingest.ratelimit import limiter
-from apps.ingest.rows import encode_columns, rows_to_columns
+from apps.ingest.rows import FORMAT, INSERT_TARGET, encode_columns, rows_to_columns
 from kriyplatform.errors import AppError
 
 
@@ -117,64 +117,20 @@ def check_quota(principal: KeyPrincipal, n_spans: int) -> None:
         )
 
 
-def _ts(ns: int) -> str:
-    s, n = divmod(ns, 1_000_000_000)
-    return f"{s}.{n:09d}"
+def rows_insert(rows: list[dict[str, Any]], *, project_id: int, retention_days: int) -> None:
+    """Store validated rows directly, in ingest's own encoding (seeding tools, benchmarks):
+    no key, rate limit or batching; the caller knows the project."""
+    from kriyplatform.clickhouse.client import ch_insert
 
-
-def encode_rows(
-    rows: list[dict[str, Any]], *, project_id: int, retention_days: int, version: int
-) -> bytes:
-    """JSONEachRow for ``ch_insert("spans", …)`` (seeding tools and benchmarks): every value
-    travels as data, never as SQL. Ingest itself sends ``encode_block``."""
-    now = int(time.time())
-    dumps = orjson.dumps
-    out = []
-    for r in rows:
-        start, end = r["start_ns"], r["end_ns"]
-        out.append(
-            dumps(
-                {
-                    "project_id": project_id,
-                    "trace_id": r["trace_id"],
-                    "span_id": r["span_id"],
-                    "parent_span_id": r["parent_span_id"],
-                    "session_id": r["session_id"],
-                    "agent": r["agent"],
-                    "name": r["name"],
-                    "kind": r["kind"],
-                    "start_time": _ts(start),
-                    "end_time": _ts(end),
-                    "duration_ns": end - start,
-                    "status": r["status"],
-                    "status_message": r["status_message"],
-                    "input": r["input"],
-                    "output": r["output"],
-                    "attributes": dumps(r["attributes"]).decode() if r["attributes"] else "{}",
-                    "events": dumps(r["events"]).decode() if r["events"] else "[]",
-                    "result_partial": r["result_partial"],
-                    "retry_attempt": r["retry_attempt"],
-                    "retry_reason": r["retry_reason"],
-                    "constraints": r["constraints"],
-                    "context_required": r["context_required"],
-                    "context_present": r["context_present"],
-                    "state_key": r["state_key"],
-                    "state_version": r["state_version"],
-                    "state_op": r["state_op"],
-                    "invoke_agent": r["invoke_agent"],
-                    "model": r["model"],
-                    "provider": r["provider"],
-                    "tokens_in": r["tokens_in"],
-                    "tokens_out": r["tokens_out"],
-                    "cost_usd": r["cost_usd"],
-                    "retention_days": retention_days,
-                    "ingested_at": now,
-                    "version": version,
-                }
-            )
+    if rows:
+        data = encode_columns(
+            rows_to_columns(rows),
+            len(rows),
+            project_id=project_id,
+            retention_days=retention_days,
+            version=time.time_ns(),
         )
-    out.append(b"")
-    return b"\n".join(out)
+        ch_insert(INSERT_TARGET, data, FORMAT)
 
 
 def spans_store(*, principal: KeyPrincipal, rows: list[dict[str, Any]]) -> None:

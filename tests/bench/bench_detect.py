@@ -33,9 +33,9 @@ from apps.demo.traffic import CONTRACTS, TrafficGenerator  # noqa: E402
 from apps.detection.models import JudgeWatermark  # noqa: E402
 from apps.detection.services import contracts_put, judge_pending  # noqa: E402
 from apps.ingest.native import Limits, validate_spans  # noqa: E402
-from apps.ingest.services import encode_rows  # noqa: E402
+from apps.ingest.services import rows_insert  # noqa: E402
 from apps.orgs.services import organization_get_or_create, project_get_or_create  # noqa: E402
-from kriyplatform.clickhouse.client import ch_insert, ch_select  # noqa: E402
+from kriyplatform.clickhouse.client import ch_select  # noqa: E402
 from kriyplatform.clickhouse.migrator import migrate  # noqa: E402
 from tests.bench.harness import machine  # noqa: E402
 
@@ -65,10 +65,7 @@ def main() -> None:
         if len(batch) >= 20_000 or stored + len(batch) >= a.spans:
             rows, rejected = validate_spans(batch, Limits())
             assert not rejected, rejected[:1]
-            ch_insert(
-                "spans",
-                encode_rows(rows, project_id=project.pk, retention_days=90, version=time.time_ns()),
-            )
+            rows_insert(rows, project_id=project.pk, retention_days=90)
             stored += len(rows)
             batch = []
             print(f"\rstored {stored:,} spans", end="", flush=True)

@@ -35,11 +35,10 @@ from apps.demo.traffic import CONTRACTS, TrafficGenerator  # noqa: E402
 from apps.detection.models import JudgeWatermark  # noqa: E402
 from apps.detection.services import contracts_put, judge_pending  # noqa: E402
 from apps.ingest.native import Limits, validate_spans  # noqa: E402
-from apps.ingest.services import encode_rows  # noqa: E402
+from apps.ingest.services import rows_insert  # noqa: E402
 from apps.metrics.services import rollup_pending  # noqa: E402
 from apps.orgs.models import Membership, Role  # noqa: E402
 from apps.orgs.services import organization_get_or_create, project_get_or_create  # noqa: E402
-from kriyplatform.clickhouse.client import ch_insert  # noqa: E402
 from kriyplatform.clickhouse.migrator import migrate  # noqa: E402
 from tests.bench.harness import machine  # noqa: E402
 
@@ -55,10 +54,7 @@ def store(project_id: int, n_spans: int) -> int:
         batch.extend(tr)
         if len(batch) >= 20_000:
             rows, _ = validate_spans(batch, Limits())
-            ch_insert(
-                "spans",
-                encode_rows(rows, project_id=project_id, retention_days=90, version=time.time_ns()),
-            )
+            rows_insert(rows, project_id=project_id, retention_days=90)
             stored += len(rows)
             batch = []
             print(f"\rstored {stored:,} spans", end="", flush=True)
