@@ -28,7 +28,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from apps.demo.traffic import TrafficGenerator, to_otlp
-from tests.bench.harness import Server, machine
+from tests.bench.harness import Server, machine, wait_until_quiet
 
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
 
@@ -98,6 +98,7 @@ def run(
                     errors.append(f"{resp.status}: {data[:200]!r}")
                     break
 
+        busy = wait_until_quiet()  # measure this run, not the previous one's tail
         load = os.getloadavg()[0]
         cpu0 = server.cpu_seconds()
         start = time.perf_counter()
@@ -133,6 +134,7 @@ def run(
         # rate on a shared machine, where ``load_before`` says how busy the machine already was.
         "server_cpu_us_per_span": round(cpu / total * 1e6, 1),
         "load_before": round(load, 2),
+        "cpu_busy_before": round(busy, 2),
     }
 
 

@@ -139,3 +139,26 @@ def machine() -> str:
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) // 1024 // 1024
     return f"{cpus} cores, {mem} GB RAM, Python {sys.version.split()[0]}"
+
+
+def _cpu_busy_fraction(interval: float = 1.0) -> float:
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    total0, idle0 = sample()
+    time.sleep(interval)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_until_quiet(threshold: float = 0.1, max_wait: float = 120.0) -> float:
+    """Wait until the machine's CPUs are idle (a previous run's server and its judge workers have
+    finished), so one measurement does not pay for the last one. Returns the busy fraction seen."""
+    deadline = time.monotonic() + max_wait
+    busy = _cpu_busy_fraction()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = _cpu_busy_fraction()
+    return busy
