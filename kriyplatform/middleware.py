@@ -20,7 +20,11 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", settings.KRIY_CSP)
+        csp = settings.KRIY_CSP
+        if request.path.startswith("/api/docs/"):
+            # Swagger UI sets inline styles; its scripts stay restricted to 'self'
+            csp = csp.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+        response.headers.setdefault("Content-Security-Policy", csp)
         response.headers.setdefault(
             "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
         )

@@ -292,6 +292,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # tags from the path after /api/v1/ (traces, issues, contracts, …) instead of one "v1" group
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Swagger UI served from the installed sidecar package: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

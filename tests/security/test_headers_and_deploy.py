@@ -108,3 +108,9 @@ def test_keys_are_recognizable_by_secret_scanners_and_never_stored(tenant_a) -> 
     assert not looks_like_key(tampered)  # the checksum tells a real key from a typo
     for key in ApiKey.objects.all():
         assert tenant_a.all_key not in (key.key_hash, key.lookup, key.name)
+
+
+def test_api_docs_allow_only_swagger_uis_inline_styles(client) -> None:
+    csp = client.get("/api/docs/")["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-inline'" in csp
+    assert "script-src 'self';" in csp  # scripts stay strict
