@@ -133,6 +133,9 @@ CLICKHOUSE_URL = os.environ.get("CLICKHOUSE_URL") or f"chdb://{DATA_DIR / 'click
 # A cluster name turns the DDL into Replicated*MergeTree tables behind Distributed tables.
 CLICKHOUSE_CLUSTER = os.environ.get("CLICKHOUSE_CLUSTER", "")
 CLICKHOUSE_DATABASE = os.environ.get("CLICKHOUSE_DATABASE", "kriy")
+# Embedded only: after chDB opens, hand its start-up-only code pages back to the kernel
+# (clickhouse.client.release_startup_pages; ~150 MB less resident memory).
+KRIY_CHDB_RELEASE_STARTUP_PAGES = env_bool("KRIY_CHDB_RELEASE_STARTUP_PAGES", True)
 
 # --- cache / redis --------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

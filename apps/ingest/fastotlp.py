@@ -44,9 +44,16 @@ from apps.ingest.otlp import (
     _is_json_mime,
     _text,
     _TooDeepError,
+    context_from_attributes,
     resource_context,
     scope_base,
+    scope_base_values,
 )
+
+try:  # compiled at install (pip install -e .); without it, protobuf's objects are read
+    from apps.ingest._otlpwire import decode as _wire_decode
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _wire_decode = None
 
 _CONTAINERS = (dict, list)
 _KRIY_KEYS = frozenset(
@@ -95,6 +102,26 @@ def otlp_columns(
         if not n or n > max_spans:
             return None
         return _Columns(n, limits).build(req), n
+    except Exception:  # _Decline, or anything unforeseen: the detailed path decides
+        return None
+
+
+def otlp_columns_from_bytes(
+    data: bytes, limits: Limits, max_spans: int
+) -> tuple[dict[str, Any], int] | None:
+    """``otlp_columns`` for a protobuf body read straight off the wire (``_otlpwire``), without
+    protobuf's Python objects; None when the reader or the mapping declines (the caller then
+    decodes the request with protobuf)."""
+    if _wire_decode is None:
+        return None
+    try:
+        parsed = _wire_decode(data, limits.max_attribute_bytes)
+        if parsed is None:
+            return None
+        resources, n = parsed
+        if not n or n > max_spans:
+            return None
+        return _Columns(n, limits).build_wire(resources), n
     except Exception:  # _Decline, or anything unforeseen: the detailed path decides
         return None
 
@@ -157,6 +184,57 @@ class _Columns:
                     self.keys.update(base)
                 for sp in ss.spans:
                     self._span(sp, base, service, res_session)
+        return self._finish()
+
+    def build_wire(self, resources: list) -> dict[str, Any]:
+        """``build`` for what ``_otlpwire.decode`` read."""
+        limits = self.limits
+        add = self._add
+        for resource, scopes in resources:
+            res_base, service, res_session = context_from_attributes(resource)
+            for scope_name, scope_version, spans in scopes:
+                base = scope_base_values(res_base, scope_name, scope_version)
+                if base:
+                    _check_attributes(base, limits)
+                    self.keys.update(base)
+                for (
+                    trace_id,
+                    span_id,
+                    parent,
+                    name,
+                    start,
+                    end,
+                    code,
+                    message,
+                    own,
+                    structured,
+                    check,
+                    events,
+                    links,
+                ) in spans:
+                    attrs = base.copy()
+                    attrs.update(own)
+                    add(
+                        trace_id,
+                        span_id,
+                        parent,
+                        name,
+                        start,
+                        end,
+                        code,
+                        message,
+                        attrs,
+                        structured,
+                        check,
+                        events,
+                        links,
+                        service,
+                        res_session,
+                    )
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        limits = self.limits
         (
             trace_ids,
             span_ids,
@@ -289,10 +367,57 @@ class _Columns:
         return value
 
     def _span(self, sp: Any, base: dict, service: str | None, res_session: str | None) -> None:
-        trace_id = sp.trace_id
-        span_id = sp.span_id
-        parent = sp.parent_span_id
-        name = sp.name
+        """One protobuf Span object."""
+        attrs = base.copy()
+        structured: dict = {}
+        check = _convert_span_kvs(sp.attributes, attrs, structured, self.limits.max_attribute_bytes)
+        events = None
+        if sp.events:
+            events = []
+            for ev in sp.events:
+                ev_attrs: dict = {}
+                if _convert_kvs(ev.attributes, ev_attrs, None) is not None:
+                    raise _Decline
+                events.append((ev.name, ev.time_unix_nano, ev_attrs))
+        links = sp.links
+        status = sp.status
+        self._add(
+            sp.trace_id,
+            sp.span_id,
+            sp.parent_span_id,
+            sp.name,
+            sp.start_time_unix_nano,
+            sp.end_time_unix_nano,
+            status.code,
+            status.message,
+            attrs,
+            structured,
+            check,
+            events,
+            [(ln.trace_id, ln.span_id) for ln in links] if links else None,
+            service,
+            res_session,
+        )
+
+    def _add(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        parent: bytes,
+        name: str,
+        start: int,
+        end: int,
+        code: int,
+        message: str,
+        attrs: dict,
+        structured: dict,
+        check: bool,
+        events_in: list | None,
+        links: list | None,
+        service: str | None,
+        res_session: str | None,
+    ) -> None:
+        """One span, its attributes converted (resource and scope ones included)."""
         if (
             len(trace_id) != 16
             or trace_id == _ZERO_TRACE_ID
@@ -304,10 +429,6 @@ class _Columns:
             raise _Decline
         i = len(self.rows)
         limits = self.limits
-
-        attrs = base.copy()
-        structured: dict = {}
-        check = _convert_span_kvs(sp.attributes, attrs, structured, limits.max_attribute_bytes)
         get = attrs.get
 
         invoke_agent = 0
@@ -365,21 +486,15 @@ class _Columns:
             out = _flattened_messages(attrs, "llm.output_messages.")
             self.io_sizes = True
 
-        links = sp.links
         if links:
             attrs["otel.links"] = orjson.dumps(
-                [{"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex()} for ln in links]
+                [{"trace_id": t.hex(), "span_id": s.hex()} for t, s in links]
             ).decode()
             check = True
 
         events: list = []
-        if sp.events:
-            for ev in sp.events:
-                ev_attrs: dict = {}
-                if _convert_kvs(ev.attributes, ev_attrs, None) is not None:
-                    raise _Decline
-                ev_name = ev.name
-                t = ev.time_unix_nano
+        if events_in:
+            for ev_name, t, ev_attrs in events_in:
                 if not 0 < len(ev_name) <= 256 or t > MAX_NS:
                     raise _Decline
                 if ev_attrs:
@@ -399,7 +514,6 @@ class _Columns:
         if not _KRIY_KEYS.isdisjoint(attrs):
             self._kriy(i, get)
 
-        status = sp.status
         self.rows.append(
             (
                 trace_id.hex(),
@@ -409,10 +523,10 @@ class _Columns:
                 agent,
                 name,
                 kind,
-                sp.start_time_unix_nano,
-                sp.end_time_unix_nano,
-                _STATUS.get(status.code, "unset"),
-                status.message,
+                start,
+                end,
+                _STATUS.get(code, "unset"),
+                message,
                 inp,
                 out,
                 attrs,

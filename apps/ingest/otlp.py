@@ -348,6 +348,11 @@ def resource_context(rs: Any) -> tuple[dict, str | None, str | None] | str:
     too_deep = _convert_kvs(rs.resource.attributes, resource, None)
     if too_deep is not None:
         return too_deep
+    return context_from_attributes(resource)
+
+
+def context_from_attributes(resource: dict) -> tuple[dict, str | None, str | None]:
+    """``resource_context`` from the resource's converted attributes."""
     service = _text(resource.get("service.name"))
     session = _text(resource.get("session.id")) or _text(resource.get("gen_ai.conversation.id"))
     return {"resource." + k: v for k, v in resource.items()}, service, session
@@ -355,13 +360,18 @@ def resource_context(rs: Any) -> tuple[dict, str | None, str | None] | str:
 
 def scope_base(res_base: dict, scope: Any) -> dict:
     """The resource attributes plus the instrumentation scope's name and version."""
-    if not (scope.name or scope.version):
+    return scope_base_values(res_base, scope.name, scope.version)
+
+
+def scope_base_values(res_base: dict, name: str, version: str) -> dict:
+    """``scope_base`` from the scope's name and version."""
+    if not (name or version):
         return res_base
     base = dict(res_base)
-    if scope.name:
-        base["otel.scope.name"] = scope.name
-    if scope.version:
-        base["otel.scope.version"] = scope.version
+    if name:
+        base["otel.scope.name"] = name
+    if version:
+        base["otel.scope.version"] = version
     return base
 
 

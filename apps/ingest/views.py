@@ -148,16 +148,24 @@ def _otlp(request: HttpRequest) -> HttpResponse:
 
 
 def _otlp_ingest(principal: KeyPrincipal, data: bytes, ctype: str) -> HttpResponse:
-    from apps.ingest.fastotlp import otlp_columns
+    from apps.ingest.fastotlp import otlp_columns, otlp_columns_from_bytes
     from apps.ingest.native import Limits, validate_spans
     from apps.ingest.otlp import OtlpDecodeError, decode_request, encode_response, to_native
 
+    limits = Limits.from_settings()
+    max_spans = settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"]
+    if ctype == PROTOBUF:
+        # the common case, read straight off the wire; anything unusual goes through protobuf
+        fast = otlp_columns_from_bytes(data, limits, max_spans)
+        if fast is not None:
+            cols, n = fast
+            check_rate(principal, n)
+            spans_store_columns(principal=principal, cols=cols, n=n)
+            return HttpResponse(encode_response(0, "", ctype), status=200, content_type=ctype)
     try:
         req = decode_request(data, ctype)
     except OtlpDecodeError as exc:
         raise AppError(f"body: {exc}") from exc
-    limits = Limits.from_settings()
-    max_spans = settings.KRIY_INGEST["MAX_SPANS_PER_REQUEST"]
     fast = otlp_columns(req, limits, max_spans)
     if fast is not None:  # every span maps and is valid (else the detailed path below)
         cols, n = fast

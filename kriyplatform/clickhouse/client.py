@@ -89,13 +89,56 @@ _CHDB_SERVER_SETTINGS = {
 }
 # - merges: a horizontal merge of the 35-column spans table holds a write buffer per column
 #   stream (~200 MB for a merge of a few small parts); a vertical merge writes one column at a
-#   time (~40 MB) for about the same CPU. These are MergeTree defaults of this engine only, so
-#   the table DDL (and a ClickHouse server) is unchanged; a table setting would still win.
+#   time (~40 MB) for about the same CPU.
+# - packed parts: a part below 64 MB is stored as one file instead of ~14. On this VM's
+#   filesystem creating (and deleting) files dominated small inserts and merges: packed parts
+#   cut the engine's CPU per ingested span by about a quarter (insert ~21 → ~16 µs, merges
+#   ~20 → ~14 µs). Larger merged parts are stored normally.
+# These are MergeTree defaults of this engine only, so the table DDL (and a ClickHouse server)
+# is unchanged; a table setting would still win.
 _CHDB_MERGE_TREE_DEFAULTS = {
     "vertical_merge_algorithm_min_rows_to_activate": 1,
     "vertical_merge_algorithm_min_columns_to_activate": 1,
+    "min_bytes_for_full_part_storage": 64 << 20,
 }
 _CHDB_CONFIG_NAME = "kriy-chdb.xml"
+
+
+_MADV_PAGEOUT = 21  # Linux 5.4+
+
+
+def release_startup_pages(library_suffix: str = "_chdb.abi3.so") -> int:
+    """Hand chDB's start-up-only code pages back to the kernel; returns the bytes advised.
+
+    Loading the engine runs static initialisers spread over ~190 MB of its 555 MB library, and
+    those pages are never touched again. ``MADV_PAGEOUT`` on the library's read-only mappings
+    lets the kernel reclaim them: they are clean file pages (nothing is lost, a page needed later
+    is read back from the file), and private pages that were written are left alone. The server's
+    resident memory drops by ~150 MB. A no-op where the call is unknown (not Linux, old kernel).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        advised = 0
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                if len(fields) < 6 or not fields[5].endswith(library_suffix):
+                    continue
+                if fields[1] not in ("r-xp", "r--p"):
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if madvise(start, end - start, _MADV_PAGEOUT) == 0:
+                    advised += end - start
+        return advised
+    except (OSError, AttributeError, ValueError):
+        return 0
 
 
 def chdb_connection_string(path: str) -> str:
@@ -137,6 +180,7 @@ class ChdbTransport:
     """
 
     _lock = threading.Lock()
+    _released = False  # start-up pages handed back (once per process)
 
     def __init__(self, path: str, database: str):
         self.path = path
@@ -159,6 +203,9 @@ class ChdbTransport:
                     conn.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
                 except Exception as exc:
                     raise SpanStoreUnavailable(str(exc)) from exc
+                if not ChdbTransport._released and settings.KRIY_CHDB_RELEASE_STARTUP_PAGES:
+                    ChdbTransport._released = True
+                    release_startup_pages()
             self._local.conn = conn
         return conn
 

@@ -101,6 +101,7 @@ def run(
         busy = wait_until_quiet()  # measure this run, not the previous one's tail
         load = os.getloadavg()[0]
         cpu0 = server.cpu_seconds()
+        threads0 = server.cpu_by_thread()
         start = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(connections)]
         for t in threads:
@@ -117,6 +118,7 @@ def run(
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
         cpu = server.cpu_seconds() - cpu0
+        threads1 = server.cpu_by_thread()
         rss = server.peak_rss_mb()
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
@@ -133,6 +135,18 @@ def run(
         # CPU the server used (all its threads, chDB's included) per span: steadier than the
         # rate on a shared machine, where ``load_before`` says how busy the machine already was.
         "server_cpu_us_per_span": round(cpu / total * 1e6, 1),
+        # the same per thread name (µs per span), largest first
+        "server_cpu_us_per_span_by_thread": {
+            name: round(us, 1)
+            for name, us in sorted(
+                (
+                    (name, (t - threads0.get(name, 0.0)) / total * 1e6)
+                    for name, t in threads1.items()
+                ),
+                key=lambda kv: -kv[1],
+            )
+            if us >= 0.5
+        },
         "load_before": round(load, 2),
         "cpu_busy_before": round(busy, 2),
     }

@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from apps.ingest.fastotlp import otlp_columns
+from apps.ingest.fastotlp import otlp_columns, otlp_columns_from_bytes
 from apps.ingest.native import Limits, validate_spans
 from apps.ingest.otlp import decode_request, to_native
 from apps.ingest.rows import encode_columns, rows_to_columns
@@ -96,10 +96,17 @@ def slow_block(req: ExportTraceServiceRequest, limits: Limits = LIMITS) -> bytes
 
 
 def fast_block(req: ExportTraceServiceRequest, limits: Limits = LIMITS) -> bytes | None:
+    """What the fast path stores, read through protobuf's objects; the wire reader, when it
+    takes the request, must store exactly the same."""
     got = otlp_columns(req, limits, 10_000)
+    wire = otlp_columns_from_bytes(req.SerializeToString(), limits, 10_000)
     if got is None:
+        assert wire is None, "the wire reader took a request the fast path declines"
         return None
-    return encode_columns(got[0], got[1], **ENC)
+    block = encode_columns(got[0], got[1], **ENC)
+    if wire is not None:
+        assert encode_columns(wire[0], wire[1], **ENC) == block
+    return block
 
 
 def assert_same(req: ExportTraceServiceRequest, limits: Limits = LIMITS) -> None:
