@@ -64,9 +64,12 @@ COLUMNS = (
 FORMAT = "JSONCompactColumns"
 # ``ch_insert`` target: the table with its column list and the input settings this encoding
 # relies on (spelled out, so a server with other defaults reads the same text).
+# ``optimize_on_insert = 0``: the engine does not collapse repeated keys inside each inserted
+# block (~10 % of an insert's CPU); every read of spans uses FINAL or counts distinct ids, so a
+# span sent twice in one group commit is still read once, and merges drop the older copy.
 INSERT_TARGET = (
     "spans (" + ", ".join(COLUMNS) + ") SETTINGS input_format_json_read_objects_as_strings = 1,"
-    " input_format_json_read_arrays_as_strings = 1"
+    " input_format_json_read_arrays_as_strings = 1, optimize_on_insert = 0"
 )
 
 _Fragment = orjson.Fragment

@@ -59,6 +59,39 @@ def test_resent_spans_replace_and_are_never_counted_twice(tenant_a) -> None:
     assert u["month"]["ingested_spans"] == 3  # distinct spans that arrived this month
 
 
+def test_a_span_sent_twice_in_one_group_commit_is_read_once_with_its_later_copy(tenant_a) -> None:
+    """Two requests re-sending the same spans can share one insert (the batcher joins their
+    blocks); the engine keeps both copies until a merge, and every read still sees one."""
+    from apps.ingest.native import Limits, validate_spans
+    from apps.ingest.rows import FORMAT, INSERT_TARGET, encode_columns, rows_to_columns
+    from kriyplatform.clickhouse.client import ch_insert
+
+    spans = trace(n_children=2)
+    later = [dict(s) for s in spans]
+    later[1]["status"] = "error"
+    blocks = []
+    for version, batch in ((1, spans), (2, later)):
+        rows, rejected = validate_spans(batch, Limits())
+        assert not rejected
+        blocks.append(
+            encode_columns(
+                rows_to_columns(rows),
+                len(rows),
+                project_id=tenant_a.project.pk,
+                retention_days=30,
+                version=version,
+            )
+        )
+    ch_insert(INSERT_TARGET, b"".join(blocks), FORMAT)  # what one flush of two requests does
+
+    u = usage(tenant_a)
+    assert (u["spans"], u["traces"]) == (3, 1)
+    assert stored(tenant_a.project.pk) == 3
+    detail = tenant_a.api(tenant_a.read_key).get(f"/api/v1/traces/{spans[0]['trace_id']}").json()
+    assert len(detail["spans"]) == 3
+    assert {s["span_id"]: s["status"] for s in detail["spans"]}[spans[1]["span_id"]] == "error"
+
+
 def test_mixed_batch_stores_valid_spans_and_names_each_rejected_field(tenant_a) -> None:
     good = trace(n_children=1)
     bad = [
