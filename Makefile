@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 .PHONY: run test install install-dev assets lint format bench bench-ingest bench-detect bench-pages soak browser-deps clean
 
 # `make run` installs what the platform needs; `make test` adds the test and lint tools.
-$(BIN)/.installed: pyproject.toml setup.py apps/ingest/_otlpwire.pyx
+$(BIN)/.installed: pyproject.toml setup.py apps/ingest/_otlpwire.pyx apps/ingest/_nativeblock.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .

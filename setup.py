@@ -1,7 +1,10 @@
-"""Build of the one compiled module (the OTLP wire reader); everything else is in pyproject.toml.
+"""Build of the compiled modules; everything else is in pyproject.toml.
 
-The extension is optional: without a C compiler the install still succeeds and OTLP protobuf
-requests are read through protobuf's objects instead (slower, same results)."""
+- ``apps.ingest._otlpwire``: reads OTLP protobuf requests straight off the wire;
+- ``apps.ingest._nativeblock``: encodes span rows in ClickHouse's Native format.
+
+Both are optional: without a C compiler the install still succeeds, OTLP protobuf is read
+through protobuf's objects and rows travel as JSONCompactColumns (slower, same stored rows)."""
 
 from setuptools import Extension, setup
 
@@ -10,5 +13,8 @@ try:
 except ImportError:  # building from an sdist that ships the generated C
     cythonize = None
 
-ext = Extension("apps.ingest._otlpwire", ["apps/ingest/_otlpwire.pyx"], optional=True)
-setup(ext_modules=cythonize([ext], language_level=3, quiet=True) if cythonize else [])
+exts = [
+    Extension("apps.ingest._otlpwire", ["apps/ingest/_otlpwire.pyx"], optional=True),
+    Extension("apps.ingest._nativeblock", ["apps/ingest/_nativeblock.pyx"], optional=True),
+]
+setup(ext_modules=cythonize(exts, language_level=3, quiet=True) if cythonize else [])

@@ -238,11 +238,7 @@ def _columns(spans: list[Any], n: int, limits: Limits) -> dict[str, Any]:
         "output": _json_column(outputs, limits.max_io_bytes),
     }
     _attribute_columns(attrs, n, cols)
-    cols["events"] = (
-        _events_column(events, n)
-        if events.count(None) != n
-        else orjson.Fragment(b"[" + b",".join([b"[]"] * n) + b"]")
-    )
+    cols["events"] = _events_column(events, n) if events.count(None) != n else [[]] * n
     if invoke.count(None) == n:
         cols["invoke_agent"] = [0] * n
     else:
@@ -267,12 +263,13 @@ def _times(values: tuple) -> list[int]:
     return out
 
 
-def _json_column(raws: tuple, limit: int) -> orjson.Fragment:
-    """``input``/``output``: orjson parses the raw values (as the slow path does) and encodes
-    the column; objects and arrays travel as themselves, other values as their JSON text."""
+def _json_column(raws: tuple, limit: int) -> list[Any]:
+    """``input``/``output``: orjson parses the raw values (as the slow path does); objects and
+    arrays become their canonical JSON text (bytes), other values their JSON
+    text as a string, absent ones ``""``."""
     n = len(raws)
     if raws.count(_NULL) == n:
-        return orjson.Fragment(b"[" + b",".join([b'""'] * n) + b"]")
+        return [""] * n
     try:
         values = orjson.loads(b"[" + b",".join(raws) + b"]")
     except orjson.JSONDecodeError:
@@ -283,30 +280,17 @@ def _json_column(raws: tuple, limit: int) -> orjson.Fragment:
     col: list[Any] = []
     append = col.append
     for v in values:
-        if type(v) in _CONTAINERS:
-            append(v)
-        elif v is None:
+        if v is None:
             append("")
-        else:
-            append(dumps(v).decode())
-    if max(map(len, raws)) * 5 > limit:
-        # Canonical text can outgrow the raw text (1E15 → 1000000000000000.0): measure exactly.
-        for v in col:
-            if type(v) in _CONTAINERS:
-                try:
-                    size = len(dumps(v))
-                except orjson.JSONEncodeError:
-                    raise _Decline from None
-            else:
-                size = len(v.encode())
-            if size > limit:
-                raise _Decline
-    try:
-        # orjson nests at most 255 levels; within the column a value gets one level less than
-        # alone, so a value at the very limit declines here and the slow path stores it.
-        return orjson.Fragment(dumps(col))
-    except orjson.JSONEncodeError:
-        raise _Decline from None
+            continue
+        try:
+            text = dumps(v)
+        except orjson.JSONEncodeError:  # nested deeper than orjson encodes: the slow path says so
+            raise _Decline from None
+        if len(text) > limit:  # canonical text can outgrow the raw text (1E15 → 1000000000000000.0)
+            raise _Decline
+        append(text if type(v) in _CONTAINERS else text.decode())
+    return col
 
 
 def _attribute_columns(attrs: tuple, n: int, cols: dict[str, Any]) -> None:

@@ -168,7 +168,6 @@ class _Columns:
         self.state_key = [""] * n
         self.state_version: list[Any] = [None] * n
         self.state_op = [""] * n
-        self.io_sizes = False  # an input/output whose encoded size needs measuring
 
     def build(self, req: ExportTraceServiceRequest) -> dict[str, Any]:
         limits = self.limits
@@ -310,8 +309,9 @@ class _Columns:
             _resolve_invoke_agent(cols)
         return cols
 
-    def _json_column(self, values: tuple) -> orjson.Fragment:
-        """input/output as the slow path stores them (native._json_text), one dumps per column."""
+    def _json_column(self, values: tuple) -> list[Any]:
+        """input/output as the slow path stores them (native._json_text): objects and arrays as
+        their JSON text (bytes), other values as JSON text, absent ones ``""``."""
         dumps = orjson.dumps
         limit = self.limits.max_io_bytes
         col: list[Any] = []
@@ -319,41 +319,28 @@ class _Columns:
         for v in values:
             if v is None:
                 append("")
-            elif type(v) in _CONTAINERS:
-                append(v)
-            else:
+                continue
+            try:
                 text = dumps(v)
-                if len(text) > limit:
-                    raise _Decline
-                append(text.decode())
-        if self.io_sizes:
-            for v in col:
-                if type(v) in _CONTAINERS:
-                    try:
-                        if len(dumps(v)) > limit:
-                            raise _Decline
-                    except orjson.JSONEncodeError:
-                        raise _Decline from None
-        try:
-            return orjson.Fragment(dumps(col))
-        except orjson.JSONEncodeError:  # nested deeper than orjson encodes: the slow path rejects
-            raise _Decline from None
+            except orjson.JSONEncodeError:  # nested deeper than orjson encodes: slow path says so
+                raise _Decline from None
+            if len(text) > limit:
+                raise _Decline
+            append(text if type(v) in _CONTAINERS else text.decode())
+        return col
 
     def _parse(self, text: str) -> Any:
-        """otlp._parse_json_text with the size bookkeeping."""
+        """otlp._parse_json_text (sizes are measured on the canonical text, _json_column)."""
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
             return text
-        if type(value) in _CONTAINERS and len(text) * 5 > self.limits.max_io_bytes:
-            self.io_sizes = True  # canonical text may outgrow the raw text: measure exactly
         return value
 
     def _content(self, attrs: dict, structured: dict, key: str) -> Any:
-        """otlp._content with the size bookkeeping."""
+        """otlp._content."""
         if key in structured:
             attrs.pop(key, None)
-            self.io_sizes = True
             return structured[key]
         v = attrs.pop(key)
         if type(v) is not str:
@@ -362,8 +349,6 @@ class _Columns:
             value = orjson.loads(v)
         except orjson.JSONDecodeError:
             return v
-        if type(value) in _CONTAINERS and len(v) * 5 > self.limits.max_io_bytes:
-            self.io_sizes = True
         return value
 
     def _span(self, sp: Any, base: dict, service: str | None, res_session: str | None) -> None:
@@ -463,28 +448,24 @@ class _Columns:
                 inp = self._parse(inp)
             elif "input.value" in structured:
                 inp = structured["input.value"]
-                self.io_sizes = True
         elif "gen_ai.input.messages" in attrs:
             inp = self._content(attrs, structured, "gen_ai.input.messages")
         elif "gen_ai.tool.call.arguments" in attrs:
             inp = self._content(attrs, structured, "gen_ai.tool.call.arguments")
         elif oi_kind == "LLM":
             inp = _flattened_messages(attrs, "llm.input_messages.")
-            self.io_sizes = True
         if "output.value" in attrs:
             out = attrs.pop("output.value")
             if _json_mime(attrs.pop("output.mime_type", None)) and type(out) is str:
                 out = self._parse(out)
             elif "output.value" in structured:
                 out = structured["output.value"]
-                self.io_sizes = True
         elif "gen_ai.output.messages" in attrs:
             out = self._content(attrs, structured, "gen_ai.output.messages")
         elif "gen_ai.tool.call.result" in attrs:
             out = self._content(attrs, structured, "gen_ai.tool.call.result")
         elif oi_kind == "LLM":
             out = _flattened_messages(attrs, "llm.output_messages.")
-            self.io_sizes = True
 
         if links:
             attrs["otel.links"] = orjson.dumps(

@@ -135,3 +135,30 @@ def test_deeply_nested_input_is_stored_byte_for_byte(tenant_a) -> None:
     spans = [span(input=value)]
     assert post_spans(tenant_a.api(tenant_a.ingest_key), spans).json()["accepted"] == 1
     assert _stored(tenant_a.project.pk)[0][12] == orjson.dumps(value).decode()
+
+
+def test_native_and_json_encodings_store_the_same_rows() -> None:
+    """The compiled Native encoder (the default where it is built) and the JSON fallback."""
+    from apps.ingest import rows as rows_module
+    from apps.ingest.fastnative import decode_native
+
+    assert rows_module.FORMAT == "Native", "the compiled encoder is not built"
+    spans = _varied_spans()
+    deep: object = "leaf"
+    for i in range(200):
+        deep = [deep] if i % 2 else {"k": deep}
+    spans.append(span(input=deep, output={"ok": [1, 2.5, None]}))
+    rows, rejected = validate_spans(spans, Limits.from_settings())
+    assert not rejected
+    fast = decode_native(orjson.dumps({"spans": spans}), Limits.from_settings(), 10_000)
+    assert fast is not None
+    for k, (cols, n) in enumerate(((rows_to_columns(rows), len(rows)), fast)):
+        projects = {"Native": 20_000 + k, rows_module.JSON_FORMAT: 30_000 + k}
+        for fmt, project_id in projects.items():
+            data = encode_columns(
+                cols, n, project_id=project_id, retention_days=30, version=1, fmt=fmt
+            )
+            ch_insert(INSERT_TARGET, data, fmt)
+        native, json_rows = (_stored(p) for p in projects.values())
+        assert len(native) == len(spans)
+        assert native == json_rows
