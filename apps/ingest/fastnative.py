@@ -38,6 +38,7 @@ from apps.ingest.native import (
     TOKENS_OUT_KEYS,
     Limits,
     parse_time,
+    usage_count,
 )
 
 _HEX32 = re.compile(r"[0-9a-f]{32}").fullmatch
@@ -331,12 +332,12 @@ def _attribute_columns(attrs: tuple, n: int, cols: dict[str, Any]) -> None:
         for k in TOKENS_IN_KEYS:
             v = get(k)
             if type(v) is int or type(v) is float:
-                tokens_in[i] = int(v)
+                tokens_in[i] = usage_count(v)
                 break
         for k in TOKENS_OUT_KEYS:
             v = get(k)
             if type(v) is int or type(v) is float:
-                tokens_out[i] = int(v)
+                tokens_out[i] = usage_count(v)
                 break
         v = get("llm.cost.total")
         if type(v) is int or type(v) is float:

@@ -26,6 +26,7 @@ from apps.ingest.native import (
     TOKENS_IN_KEYS,
     TOKENS_OUT_KEYS,
     Limits,
+    usage_count,
 )
 from apps.ingest.otlp import (
     _HANDOFF_PREFIX,
@@ -530,12 +531,12 @@ class _Columns:
         for k in TOKENS_IN_KEYS:
             v = get(k)
             if type(v) is int or type(v) is float:
-                self.tokens_in[i] = int(v)
+                self.tokens_in[i] = usage_count(v)
                 break
         for k in TOKENS_OUT_KEYS:
             v = get(k)
             if type(v) is int or type(v) is float:
-                self.tokens_out[i] = int(v)
+                self.tokens_out[i] = usage_count(v)
                 break
 
     def _kriy(self, i: int, get: Any) -> None:

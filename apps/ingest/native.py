@@ -17,6 +17,16 @@ import orjson
 KINDS = frozenset({"agent", "llm", "tool", "retrieval", "handoff", "step"})
 STATUSES = frozenset({"ok", "error", "unset"})
 MAX_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def usage_count(value: float) -> int | None:
+    """A reported token count as stored (Int64). A number the column cannot hold (1e300 tokens)
+    counts as not reported; the attribute itself is kept as sent."""
+    n = int(value)
+    return n if _INT64_MIN <= n <= _INT64_MAX else None
+
+
 _HEX32 = re.compile(r"[0-9a-f]{32}").fullmatch
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}").fullmatch
 _HEX16L = re.compile(r"[0-9a-f]{16}").fullmatch
@@ -350,8 +360,8 @@ def validate_span(obj: Any, limits: Limits) -> tuple[dict[str, Any] | None, list
         row["provider"] = _first(attrs, PROVIDER_KEYS, str) or ""
         ti = _first(attrs, TOKENS_IN_KEYS, int)
         to = _first(attrs, TOKENS_OUT_KEYS, int)
-        row["tokens_in"] = int(ti) if ti is not None else None
-        row["tokens_out"] = int(to) if to is not None else None
+        row["tokens_in"] = usage_count(ti) if ti is not None else None
+        row["tokens_out"] = usage_count(to) if to is not None else None
         row["cost_usd"] = _first(attrs, COST_KEYS, float)
     else:
         row["model"] = row["provider"] = ""

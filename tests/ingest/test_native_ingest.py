@@ -92,6 +92,32 @@ def test_a_span_sent_twice_in_one_group_commit_is_read_once_with_its_later_copy(
     assert {s["span_id"]: s["status"] for s in detail["spans"]}[spans[1]["span_id"]] == "error"
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_token_counts_the_columns_cannot_hold_count_as_not_reported(
+    tenant_a, fast, monkeypatch
+) -> None:
+    import json
+
+    from apps.ingest import services
+
+    if not fast:
+        monkeypatch.setattr(services, "decode_native", lambda *a: None)
+    spans = trace(n_children=1)
+    spans[1]["attributes"] = {
+        "gen_ai.usage.input_tokens": 1e300,
+        "gen_ai.usage.output_tokens": 2**65,  # beyond Int64 (JSON parsers read it as a double)
+    }
+    body = json.dumps({"spans": spans})  # orjson refuses to write 2**65
+    resp = tenant_a.api(tenant_a.ingest_key).post(
+        "/api/v1/spans", data=body, content_type="application/json"
+    )
+    assert resp.status_code == 200 and resp.json()["accepted"] == 2
+    detail = tenant_a.api(tenant_a.read_key).get(f"/api/v1/traces/{spans[0]['trace_id']}").json()
+    child = next(s for s in detail["spans"] if s["span_id"] == spans[1]["span_id"])
+    assert child["attributes"]["gen_ai.usage.input_tokens"] == 1e300  # kept as sent
+    assert child["tokens_in"] is None and child["tokens_out"] is None
+
+
 def test_mixed_batch_stores_valid_spans_and_names_each_rejected_field(tenant_a) -> None:
     good = trace(n_children=1)
     bad = [

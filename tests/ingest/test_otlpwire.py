@@ -15,7 +15,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from apps.ingest import fastotlp
 from apps.ingest.fastotlp import otlp_columns, otlp_columns_from_bytes
 from apps.ingest.rows import encode_columns
-from tests.ingest.test_fastotlp import ENC, LIMITS, fast_block, request, sp
+from tests.ingest.test_fastotlp import ENC, LIMITS, assert_same, fast_block, request, sp
 from tests.ingest.test_otlp_endpoint import sdk_request
 
 
@@ -161,3 +161,12 @@ def test_attribute_values_keep_their_types_and_last_value_wins() -> None:
     attrs = cols["attributes"][0]
     assert attrs["s"] == "again" and attrs["i"] == -(2**63) and attrs["b"] is False
     assert attrs["arr"] == [] and "empty" not in attrs
+
+
+def test_a_token_count_beyond_int64_counts_as_not_reported() -> None:
+    span = sp(1, attributes={"gen_ai.usage.input_tokens": 1e300, "gen_ai.usage.output_tokens": 7})
+    data = request(span).SerializeToString()
+    assert wire_block(data) == object_block(data) is not None
+    assert_same(request(span))  # and the detailed path stores the same
+    cols, _ = otlp_columns_from_bytes(data, LIMITS, 10)
+    assert cols["tokens_in"] == [None] and cols["tokens_out"] == [7]
