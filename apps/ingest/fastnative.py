@@ -352,7 +352,7 @@ def _attribute_columns(attrs: tuple, n: int, cols: dict[str, Any]) -> None:
             partial[i] = 1 if v else 0
         v = get("kriy.retry.attempt")
         if v is not None:
-            if type(v) is not int or v < 0:
+            if type(v) is not int or not 0 <= v < 2**63:
                 raise _Decline
             attempt[i] = v
         v = get("kriy.retry.reason")
@@ -377,7 +377,7 @@ def _attribute_columns(attrs: tuple, n: int, cols: dict[str, Any]) -> None:
             state_key[i] = v
         v = get("kriy.state.version")
         if v is not None:
-            if type(v) is not int:
+            if type(v) is not int or not -(2**63) <= v < 2**63:
                 raise _Decline
             state_version[i] = v
         v = get("kriy.state.op")

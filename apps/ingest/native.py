@@ -166,6 +166,8 @@ def _kriy(attrs: dict[str, Any], row: dict[str, Any], errors: list[str]) -> None
     if v is not None:
         if type(v) is not int or v < 0:
             errors.append("attributes.kriy.retry.attempt: must be an integer ≥ 0")
+        elif v > _INT64_MAX:
+            errors.append(f"attributes.kriy.retry.attempt: must be at most {_INT64_MAX}")
         else:
             row["retry_attempt"] = v
     v = attrs.get("kriy.retry.reason")
@@ -195,6 +197,8 @@ def _kriy(attrs: dict[str, Any], row: dict[str, Any], errors: list[str]) -> None
     if v is not None:
         if type(v) is not int:
             errors.append("attributes.kriy.state.version: must be an integer")
+        elif not _INT64_MIN <= v <= _INT64_MAX:
+            errors.append("attributes.kriy.state.version: must be a 64-bit signed integer")
         else:
             row["state_version"] = v
     v = attrs.get("kriy.state.op")

@@ -118,6 +118,28 @@ def test_token_counts_the_columns_cannot_hold_count_as_not_reported(
     assert child["tokens_in"] is None and child["tokens_out"] is None
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_kriy_integers_beyond_64_bits_are_refused_by_name(tenant_a, fast, monkeypatch) -> None:
+    from apps.ingest import services
+
+    if not fast:
+        monkeypatch.setattr(services, "decode_native", lambda *a: None)
+    spans = trace(n_children=2)
+    spans[1]["attributes"] = {"kriy.retry.attempt": 2**63}  # JSON parsers keep it an integer
+    spans[2]["attributes"] = {
+        "kriy.state.key": "k",
+        "kriy.state.op": "write",
+        "kriy.state.version": 2**64 - 1,
+    }
+    resp = post_spans(tenant_a.api(tenant_a.ingest_key), spans)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["accepted"] == 1
+    errors = {r["index"]: r["errors"] for r in body["rejected"]}
+    assert errors[1] == [f"attributes.kriy.retry.attempt: must be at most {2**63 - 1}"]
+    assert errors[2] == ["attributes.kriy.state.version: must be a 64-bit signed integer"]
+
+
 def test_mixed_batch_stores_valid_spans_and_names_each_rejected_field(tenant_a) -> None:
     good = trace(n_children=1)
     bad = [
