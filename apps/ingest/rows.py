@@ -129,93 +129,28 @@ def encode_columns(
     duration = cols.get("duration_ns")
     if duration is None:
         duration = [e - s for s, e in zip(starts, ends, strict=True)]
-    g = cols.__getitem__
+    per_request = {
+        "project_id": project_id,
+        "retention_days": retention_days,
+        "ingested_at": now,
+        "version": version,
+    }
+    times = {"start_time": starts, "end_time": ends, "duration_ns": duration}
+    values = [
+        per_request[c] if c in per_request else times[c] if c in times else cols[c] for c in COLUMNS
+    ]
     if (fmt or FORMAT) == "Native":
         return _nativeblock.encode(
-            [
-                (name, ch_type, kind, values)
-                for (name, ch_type, kind), values in zip(
-                    _NATIVE_COLUMNS,
-                    (
-                        project_id,
-                        g("trace_id"),
-                        g("span_id"),
-                        g("parent_span_id"),
-                        g("session_id"),
-                        g("agent"),
-                        g("name"),
-                        g("kind"),
-                        starts,
-                        ends,
-                        duration,
-                        g("status"),
-                        g("status_message"),
-                        g("input"),
-                        g("output"),
-                        g("attributes"),
-                        g("events"),
-                        g("result_partial"),
-                        g("retry_attempt"),
-                        g("retry_reason"),
-                        g("constraints"),
-                        g("context_required"),
-                        g("context_present"),
-                        g("state_key"),
-                        g("state_version"),
-                        g("state_op"),
-                        g("invoke_agent"),
-                        g("model"),
-                        g("provider"),
-                        g("tokens_in"),
-                        g("tokens_out"),
-                        g("cost_usd"),
-                        retention_days,
-                        now,
-                        version,
-                    ),
-                    strict=True,
-                )
-            ],
-            n,
+            [(*spec, v) for spec, v in zip(_NATIVE_COLUMNS, values, strict=True)], n
         )
     block = [
-        [project_id] * n,
-        g("trace_id"),
-        g("span_id"),
-        g("parent_span_id"),
-        g("session_id"),
-        g("agent"),
-        g("name"),
-        g("kind"),
-        ns_column(starts),
-        ns_column(ends),
-        duration,
-        g("status"),
-        g("status_message"),
-        g("input"),
-        g("output"),
-        g("attributes"),
-        g("events"),
-        g("result_partial"),
-        g("retry_attempt"),
-        g("retry_reason"),
-        g("constraints"),
-        g("context_required"),
-        g("context_present"),
-        g("state_key"),
-        g("state_version"),
-        g("state_op"),
-        g("invoke_agent"),
-        g("model"),
-        g("provider"),
-        g("tokens_in"),
-        g("tokens_out"),
-        g("cost_usd"),
-        [retention_days] * n,
-        [now] * n,
-        [version] * n,
+        [v] * n if c in per_request else ns_column(v) if c in _TIME_COLUMNS else v
+        for c, v in zip(COLUMNS, values, strict=True)
     ]
     return _dumps(block, default=_bytes_as_json) + b"\n"
+
+
+_TIME_COLUMNS = frozenset(("start_time", "end_time"))
 
 
 def _native_columns() -> tuple[tuple[str, str, int], ...]:
