@@ -24,9 +24,6 @@ cdef object _dumps = orjson.dumps
 
 # column kinds (rows.py names them)
 K_U8 = 1
-K_U16 = 2
-K_U32 = 3
-K_U64 = 4
 K_I64 = 5
 K_STR = 6
 K_JSON = 7
@@ -156,18 +153,6 @@ cdef int _column(Out* o, int kind, object values, Py_ssize_t n) except -1:
         for v in values:
             u8 = v
             _raw(o, &u8, 1)
-    elif kind == K_U16:
-        for v in values:
-            u16 = v
-            _raw(o, &u16, 2)
-    elif kind == K_U32:
-        for v in values:
-            u32 = v
-            _raw(o, &u32, 4)
-    elif kind == K_U64:
-        for v in values:
-            u64 = v
-            _raw(o, &u64, 8)
     elif kind == K_NULLABLE_I64 or kind == K_NULLABLE_F64:
         for v in values:  # the null map, then the values (0 under a null)
             u8 = 1 if v is None else 0

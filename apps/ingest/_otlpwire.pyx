@@ -129,6 +129,33 @@ cdef inline bytes _bytes(Buf* b):
     return PyBytes_FromStringAndSize(<const char*>(b.p + start), end - start)
 
 
+# A known field read after checking its wire type (else the request is left to protobuf).
+cdef inline Py_ssize_t _sub_f(Buf* b, int wire) except -1:
+    """A length-delimited field: where it ends (its body starts at b.pos)."""
+    _expect(wire, 2)
+    return _len(b)
+
+
+cdef inline str _str_f(Buf* b, int wire):
+    _expect(wire, 2)
+    return _str(b)
+
+
+cdef inline bytes _bytes_f(Buf* b, int wire):
+    _expect(wire, 2)
+    return _bytes(b)
+
+
+cdef inline uint64_t _fixed64_f(Buf* b, int wire) except? 0xFFFFFFFFFFFFFFFF:
+    _expect(wire, 1)
+    return _fixed64(b)
+
+
+cdef inline uint64_t _varint_f(Buf* b, int wire) except? 0xFFFFFFFFFFFFFFFF:
+    _expect(wire, 0)
+    return _varint(b)
+
+
 cdef object _any(Buf* b, Py_ssize_t end, int* kind):
     """One AnyValue (body up to ``end``): its value, and its kind in ``kind[0]``. An AnyValue
     that sets its oneof more than once (protobuf would merge) is left to protobuf."""
@@ -148,37 +175,31 @@ cdef object _any(Buf* b, Py_ssize_t end, int* kind):
         if 1 <= field <= 8 and kind[0] != V_NONE:
             raise _UNSUPPORTED("oneof set twice")
         if field == 1:
-            _expect(wire, 2)
-            value = _str(b)
+            value = _str_f(b, wire)
             kind[0] = V_PLAIN
         elif field == 2:
-            _expect(wire, 0)
-            value = _varint(b) != 0
+            value = _varint_f(b, wire) != 0
             kind[0] = V_PLAIN
         elif field == 3:
-            _expect(wire, 0)
-            u = _varint(b)
+            u = _varint_f(b, wire)
             value = <int64_t>u
             kind[0] = V_PLAIN
         elif field == 4:
-            _expect(wire, 1)
-            u = _fixed64(b)
+            u = _fixed64_f(b, wire)
             memcpy(&d, &u, 8)
             if not isfinite(d):
                 raise _UNSUPPORTED("non-finite double")
             value = d
             kind[0] = V_DOUBLE
         elif field == 5:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             lst = []
             while b.pos < sub:  # ArrayValue: values = 1
                 _tag(b, &field, &wire)
                 if field != 1:
                     _skip(b, wire)
                     continue
-                _expect(wire, 2)
-                inner_end = _len(b)
+                inner_end = _sub_f(b, wire)
                 item = _any(b, inner_end, &inner_kind)
                 if inner_kind != V_PLAIN:
                     raise _UNSUPPORTED("array of other values")
@@ -209,14 +230,12 @@ cdef int _kvs_into(Buf* b, Py_ssize_t end, dict out, dict structured, Py_ssize_t
     while b.pos < end:
         _tag(b, &field, &wire)
         if field == 1:
-            _expect(wire, 2)
-            key = _str(b)
+            key = _str_f(b, wire)
         elif field == 2:
-            _expect(wire, 2)
             if seen_value:
                 raise _UNSUPPORTED("value repeated")  # protobuf would merge the two
             seen_value = True
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             value = _any(b, sub, &kind)
         elif field == 3:
             raise _UNSUPPORTED("key index")
@@ -248,14 +267,11 @@ cdef tuple _event(Buf* b, Py_ssize_t end, Py_ssize_t max_bytes):
     while b.pos < end:
         _tag(b, &field, &wire)
         if field == 1:
-            _expect(wire, 1)
-            t = _fixed64(b)
+            t = _fixed64_f(b, wire)
         elif field == 2:
-            _expect(wire, 2)
-            name = _str(b)
+            name = _str_f(b, wire)
         elif field == 3:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             _kvs_into(b, sub, attrs, None, max_bytes)
         else:
             _skip(b, wire)
@@ -281,21 +297,16 @@ cdef tuple _link(Buf* b, Py_ssize_t end):
     while b.pos < end:
         _tag(b, &field, &wire)
         if field == 1:
-            _expect(wire, 2)
-            trace_id = _bytes(b)
+            trace_id = _bytes_f(b, wire)
         elif field == 2:
-            _expect(wire, 2)
-            span_id = _bytes(b)
+            span_id = _bytes_f(b, wire)
         elif field == 3:
-            _expect(wire, 2)
-            _str(b)
+            _str_f(b, wire)
         elif field == 4:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             _validate_kvs(b, sub)
         elif field == 5:
-            _expect(wire, 0)
-            _varint(b)
+            _varint_f(b, wire)
         elif field == 6:
             _expect(wire, 5)
             _skip(b, 5)
@@ -329,63 +340,49 @@ cdef tuple _span(Buf* b, Py_ssize_t end, Py_ssize_t max_bytes):
     while b.pos < end:
         _tag(b, &field, &wire)
         if field == 9:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             check |= _kvs_into(b, sub, attrs, structured, max_bytes)
         elif field == 1:
-            _expect(wire, 2)
-            trace_id = _bytes(b)
+            trace_id = _bytes_f(b, wire)
         elif field == 2:
-            _expect(wire, 2)
-            span_id = _bytes(b)
+            span_id = _bytes_f(b, wire)
         elif field == 4:
-            _expect(wire, 2)
-            parent = _bytes(b)
+            parent = _bytes_f(b, wire)
         elif field == 5:
-            _expect(wire, 2)
-            name = _str(b)
+            name = _str_f(b, wire)
         elif field == 7:
-            _expect(wire, 1)
-            start = _fixed64(b)
+            start = _fixed64_f(b, wire)
         elif field == 8:
-            _expect(wire, 1)
-            stop = _fixed64(b)
+            stop = _fixed64_f(b, wire)
         elif field == 15:
-            _expect(wire, 2)
             if status_seen:
                 raise _UNSUPPORTED("status repeated")
             status_seen = True
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             while b.pos < sub:
                 _tag(b, &f2, &w2)
                 if f2 == 2:
-                    _expect(w2, 2)
-                    message = _str(b)
+                    message = _str_f(b, w2)
                 elif f2 == 3:
-                    _expect(w2, 0)
-                    code = <int32_t>_varint(b)
+                    code = <int32_t>_varint_f(b, w2)
                 else:
                     _skip(b, w2)
             if b.pos != sub:
                 raise _UNSUPPORTED("overrun")
         elif field == 11:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             if events is None:
                 events = []
             events.append(_event(b, sub, max_bytes))
         elif field == 13:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             if links is None:
                 links = []
             links.append(_link(b, sub))
         elif field == 3:
-            _expect(wire, 2)
-            _str(b)  # trace_state: unused, but must be valid UTF-8
+            _str_f(b, wire)  # trace_state: unused, but must be valid UTF-8
         elif field == 6 or field == 10 or field == 12 or field == 14:
-            _expect(wire, 0)
-            _varint(b)
+            _varint_f(b, wire)
         elif field == 16:
             _expect(wire, 5)
             _skip(b, 5)
@@ -413,37 +410,30 @@ cdef tuple _scope_spans(Buf* b, Py_ssize_t end, Py_ssize_t max_bytes, list count
     while b.pos < end:
         _tag(b, &field, &wire)
         if field == 2:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             spans.append(_span(b, sub, max_bytes))
         elif field == 1:
-            _expect(wire, 2)
             if scope_seen:
                 raise _UNSUPPORTED("scope repeated")
             scope_seen = True
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             while b.pos < sub:
                 _tag(b, &f2, &w2)
                 if f2 == 1:
-                    _expect(w2, 2)
-                    scope_name = _str(b)
+                    scope_name = _str_f(b, w2)
                 elif f2 == 2:
-                    _expect(w2, 2)
-                    scope_version = _str(b)
+                    scope_version = _str_f(b, w2)
                 elif f2 == 3:
-                    _expect(w2, 2)
-                    sub2 = _len(b)
+                    sub2 = _sub_f(b, w2)
                     _validate_kvs(b, sub2)
                 elif f2 == 4:
-                    _expect(w2, 0)
-                    _varint(b)
+                    _varint_f(b, w2)
                 else:
                     _skip(b, w2)
             if b.pos != sub:
                 raise _UNSUPPORTED("overrun")
         elif field == 3:
-            _expect(wire, 2)
-            _str(b)
+            _str_f(b, wire)
         else:
             _skip(b, wire)
     if b.pos != end:
@@ -465,24 +455,20 @@ cdef tuple _resource_spans(Buf* b, Py_ssize_t end, Py_ssize_t max_bytes, list co
     while b.pos < end:
         _tag(b, &field, &wire)
         if field == 2:
-            _expect(wire, 2)
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             scopes.append(_scope_spans(b, sub, max_bytes, counter))
         elif field == 1:
-            _expect(wire, 2)
             if resource_seen:
                 raise _UNSUPPORTED("resource repeated")
             resource_seen = True
-            sub = _len(b)
+            sub = _sub_f(b, wire)
             while b.pos < sub:
                 _tag(b, &f2, &w2)
                 if f2 == 1:
-                    _expect(w2, 2)
-                    sub2 = _len(b)
+                    sub2 = _sub_f(b, w2)
                     _kvs_into(b, sub2, resource, None, max_bytes)
                 elif f2 == 2:
-                    _expect(w2, 0)
-                    _varint(b)
+                    _varint_f(b, w2)
                 elif f2 == 3:
                     raise _UNSUPPORTED("entity refs")
                 else:
@@ -490,8 +476,7 @@ cdef tuple _resource_spans(Buf* b, Py_ssize_t end, Py_ssize_t max_bytes, list co
             if b.pos != sub:
                 raise _UNSUPPORTED("overrun")
         elif field == 3:
-            _expect(wire, 2)
-            _str(b)
+            _str_f(b, wire)
         else:
             _skip(b, wire)
     if b.pos != end:
@@ -522,8 +507,7 @@ def decode(bytes data, Py_ssize_t max_attribute_bytes):
         while b.pos < b.end:
             _tag(&b, &field, &wire)
             if field == 1:
-                _expect(wire, 2)
-                sub = _len(&b)
+                sub = _sub_f(&b, wire)
                 resources.append(_resource_spans(&b, sub, max_attribute_bytes, counter))
             else:
                 _skip(&b, wire)

@@ -197,40 +197,10 @@ class _Columns:
                 if base:
                     _check_attributes(base, limits)
                     self.keys.update(base)
-                for (
-                    trace_id,
-                    span_id,
-                    parent,
-                    name,
-                    start,
-                    end,
-                    code,
-                    message,
-                    own,
-                    structured,
-                    check,
-                    events,
-                    links,
-                ) in spans:
+                for span in spans:  # the reader's 13-tuple (``_otlpwire.decode``)
                     attrs = base.copy()
-                    attrs.update(own)
-                    add(
-                        trace_id,
-                        span_id,
-                        parent,
-                        name,
-                        start,
-                        end,
-                        code,
-                        message,
-                        attrs,
-                        structured,
-                        check,
-                        events,
-                        links,
-                        service,
-                        res_session,
-                    )
+                    attrs.update(span[8])  # the span's own attributes over the resource's
+                    add(*span[:8], attrs, *span[9:], service, res_session)
         return self._finish()
 
     def _finish(self) -> dict[str, Any]:
