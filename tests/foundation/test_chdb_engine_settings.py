@@ -1,0 +1,26 @@
+"""The embedded span store runs with the engine settings ingest relies on (docs/performance.md)."""
+
+from __future__ import annotations
+
+from kriyplatform.clickhouse.client import _with_settings, ch_system
+
+
+def _value(table: str, name: str) -> str:
+    rows = ch_system(
+        f"SELECT value FROM system.{table} WHERE name = {{name:String}}", {"name": name}
+    )
+    return rows[0]["value"]
+
+
+def test_merges_are_wide_packed_and_yield_the_cpu() -> None:
+    assert _value("merge_tree_settings", "merge_selector_base") == "10"
+    assert _value("merge_tree_settings", "min_bytes_for_full_part_storage") == str(64 << 20)
+    assert _value("server_settings", "os_threads_nice_value_merge_mutate") == "10"
+
+
+def test_inserts_run_single_threaded_after_the_targets_own_settings() -> None:
+    assert _with_settings("kriy.t") == "INSERT INTO kriy.t SETTINGS max_threads = 1"
+    assert (
+        _with_settings("kriy.spans (a, b) SETTINGS optimize_on_insert = 0")
+        == "INSERT INTO kriy.spans (a, b) SETTINGS optimize_on_insert = 0, max_threads = 1"
+    )
