@@ -219,8 +219,10 @@ cdef object _any(Buf* b, Py_ssize_t end, int* kind):
 
 cdef int _kvs_into(Buf* b, Py_ssize_t end, dict out, dict structured, Py_ssize_t max_bytes) except -1:
     """One KeyValue (body up to ``end``) into ``out``, as otlp._convert_kvs does; returns 1 when
-    the value may break a size rule (a long string or a list)."""
+    the value breaks a size rule (a string, or a list's strings together, over ``max_bytes``)."""
     cdef uint32_t field
+    cdef Py_ssize_t size
+    cdef object item
     cdef int wire
     cdef object key = None
     cdef object value = None
@@ -251,7 +253,11 @@ cdef int _kvs_into(Buf* b, Py_ssize_t end, dict out, dict structured, Py_ssize_t
     if kind == V_ARRAY:
         if structured is not None:
             structured[key] = value
-        return 1
+        size = 0  # the size rule of a list: its strings' lengths added up
+        for item in <list>value:
+            if type(item) is str:
+                size += len(<str>item)
+        return 1 if size > max_bytes else 0
     if kind == V_PLAIN and type(value) is str and len(<str>value) > max_bytes:
         return 1
     return 0
@@ -491,8 +497,8 @@ def decode(bytes data, Py_ssize_t max_attribute_bytes):
     ``(name, version, spans)``; each span is ``(trace_id, span_id, parent_span_id, name,
     start_ns, end_ns, status_code, status_message, attributes, structured, check, events,
     links)`` where ``attributes`` are the span's own (converted as ``otlp._convert_kvs``
-    does), ``structured`` holds its array values, ``check`` says a value may break a size
-    rule, ``events`` is ``None`` or a list of ``(name, time_ns, attributes)`` and ``links``
+    does), ``structured`` holds its array values, ``check`` says a value breaks a size
+    rule (the mapping then declines), ``events`` is ``None`` or a list of ``(name, time_ns, attributes)`` and ``links``
     ``None`` or a list of ``(trace_id, span_id)``."""
     cdef Buf b
     cdef uint32_t field
