@@ -75,15 +75,28 @@ except ImportError:  # pragma: no cover - built without a C compiler
 
 JSON_FORMAT = "JSONCompactColumns"
 FORMAT = "Native" if _nativeblock is not None else JSON_FORMAT
-# ``ch_insert`` target: the table with its column list and the input settings this encoding
-# relies on (spelled out, so a server with other defaults reads the same text).
+# ``ch_insert`` target of each encoding, with the input settings it relies on (spelled out, so a
+# server with other defaults reads the same text).
 # ``optimize_on_insert = 0``: the engine does not collapse repeated keys inside each inserted
 # block (~10 % of an insert's CPU); every read of spans uses FINAL or counts distinct ids, so a
 # span sent twice in one group commit is still read once, and merges drop the older copy.
-INSERT_TARGET = (
-    "spans (" + ", ".join(COLUMNS) + ") SETTINGS input_format_json_read_objects_as_strings = 1,"
-    " input_format_json_read_arrays_as_strings = 1, optimize_on_insert = 0"
-)
+# JSON columns are positional, so that target lists them; a Native block names its columns and
+# the engine matches them by name (a column added later gets its default), and leaving the list
+# out saves planning it on every insert (~1 ms of the ~12 ms a group commit costs on chDB).
+_NO_MERGE_ON_INSERT = "optimize_on_insert = 0"
+
+
+def insert_target(fmt: str) -> str:
+    """The ``ch_insert`` target for rows encoded in ``fmt``."""
+    if fmt == "Native":
+        return f"spans SETTINGS {_NO_MERGE_ON_INSERT}"
+    return (
+        "spans (" + ", ".join(COLUMNS) + ") SETTINGS input_format_json_read_objects_as_strings"
+        f" = 1, input_format_json_read_arrays_as_strings = 1, {_NO_MERGE_ON_INSERT}"
+    )
+
+
+INSERT_TARGET = insert_target(FORMAT)
 
 _Fragment = orjson.Fragment
 _dumps = orjson.dumps

@@ -9,7 +9,14 @@ import pytest
 
 from apps.ingest import services
 from apps.ingest.native import Limits, validate_spans
-from apps.ingest.rows import COLUMNS, FORMAT, INSERT_TARGET, encode_columns, rows_to_columns
+from apps.ingest.rows import (
+    COLUMNS,
+    FORMAT,
+    INSERT_TARGET,
+    encode_columns,
+    insert_target,
+    rows_to_columns,
+)
 from apps.spans.sql import SPAN_COLUMNS
 from kriyplatform.clickhouse.client import ch_insert, ch_raw
 from tests.factories import BASE_NS, post_spans, span, trace
@@ -158,7 +165,7 @@ def test_native_and_json_encodings_store_the_same_rows() -> None:
             data = encode_columns(
                 cols, n, project_id=project_id, retention_days=30, version=1, fmt=fmt
             )
-            ch_insert(INSERT_TARGET, data, fmt)
+            ch_insert(insert_target(fmt), data, fmt)
         native, json_rows = (_stored(p) for p in projects.values())
         assert len(native) == len(spans)
         assert native == json_rows
