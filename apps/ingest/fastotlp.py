@@ -200,7 +200,7 @@ class _Columns:
                 for span in spans:  # the reader's 13-tuple (``_otlpwire.decode``)
                     attrs = base.copy()
                     attrs.update(span[8])  # the span's own attributes over the resource's
-                    add(*span[:8], attrs, *span[9:], service, res_session)
+                    add(span, attrs, service, res_session)
         return self._finish()
 
     def _finish(self) -> dict[str, Any]:
@@ -337,7 +337,7 @@ class _Columns:
                 events.append((ev.name, ev.time_unix_nano, ev_attrs))
         links = sp.links
         status = sp.status
-        self._add(
+        span = (
             sp.trace_id,
             sp.span_id,
             sp.parent_span_id,
@@ -346,34 +346,32 @@ class _Columns:
             sp.end_time_unix_nano,
             status.code,
             status.message,
-            attrs,
+            None,  # the span's own attributes: already in ``attrs``
             structured,
             check,
             events,
             [(ln.trace_id, ln.span_id) for ln in links] if links else None,
-            service,
-            res_session,
         )
+        self._add(span, attrs, service, res_session)
 
-    def _add(
-        self,
-        trace_id: bytes,
-        span_id: bytes,
-        parent: bytes,
-        name: str,
-        start: int,
-        end: int,
-        code: int,
-        message: str,
-        attrs: dict,
-        structured: dict,
-        check: bool,
-        events_in: list | None,
-        links: list | None,
-        service: str | None,
-        res_session: str | None,
-    ) -> None:
-        """One span, its attributes converted (resource and scope ones included)."""
+    def _add(self, span: tuple, attrs: dict, service: str | None, res_session: str | None) -> None:
+        """One span as the wire reader's 13-tuple (``_otlpwire.decode``; the object path builds
+        the same), with ``attrs`` its converted attributes, resource and scope ones included."""
+        (
+            trace_id,
+            span_id,
+            parent,
+            name,
+            start,
+            end,
+            code,
+            message,
+            _own,
+            structured,
+            check,
+            events_in,
+            links,
+        ) = span
         if (
             len(trace_id) != 16
             or trace_id == _ZERO_TRACE_ID
@@ -410,7 +408,11 @@ class _Columns:
             agent = _text(agent) or _text(get("agent.name")) or service or "unknown"
         session = get("session.id")
         if type(session) is not str or not session:
-            session = _text(session) or _text(get("gen_ai.conversation.id")) or res_session or ""
+            text = _text(session) if session is not None else None
+            if text is None:
+                conv = get("gen_ai.conversation.id")
+                text = conv if type(conv) is str and conv else _text(conv)
+            session = text or res_session or ""
 
         inp = out = None
         if "input.value" in attrs:
