@@ -1,5 +1,5 @@
 """Group commit (apps.ingest.batcher): each request is acknowledged after the flush that carried
-its rows, refused rows fail only their own request, and a flush waits only under concurrency."""
+its rows, refused rows fail only their own request, and a flush waits only for requests it expects."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from kriyplatform.clickhouse.client import ClickHouseError
 class Store:
     def __init__(self, delay: float = 0.0, refuse: bytes = b"") -> None:
         self.inserts: list[bytes] = []
+        self.started: list[float] = []  # when each insert began (perf_counter)
         self.delay = delay
         self.refuse = refuse
 
     def __call__(self, data: bytes) -> None:
+        self.started.append(time.perf_counter())
         time.sleep(self.delay)
         if self.refuse and self.refuse in data:
             raise ClickHouseError("refused")
@@ -33,28 +35,33 @@ def test_a_lone_client_never_waits() -> None:
     assert store.inserts == [b"r0;", b"r1;", b"r2;"]
 
 
-def test_under_concurrency_a_flush_waits_for_more_requests_to_join() -> None:
+def test_a_flush_waits_only_for_as_many_requests_as_the_previous_one_carried() -> None:
     store = Store(delay=0.2)
     b = GroupCommitBatcher(store, max_wait_s=0.3)
     done: list[bytes] = []
+    began = time.perf_counter()
 
     def send(name: bytes, after: float) -> None:
         time.sleep(after)
         b.submit(name, 1)
         done.append(name)
 
-    # "a" flushes alone; "b" and "c" queue behind it, so the next flush is concurrent traffic
-    # and waits: "d", arriving during that wait, joins it.
+    # "a" flushes alone. "b" and "c" queue behind it and flush together as soon as "a" is
+    # stored: nobody else is expected. "d" queues behind them; that flush carried two, so "d"
+    # waits for a partner, and flushes the moment "e" arrives instead of after the full wait.
     threads = [
         threading.Thread(target=send, args=(n, t))
-        for n, t in ((b"a;", 0), (b"b;", 0.05), (b"c;", 0.1), (b"d;", 0.35))
+        for n, t in ((b"a;", 0), (b"b;", 0.05), (b"c;", 0.1), (b"d;", 0.3), (b"e;", 0.45))
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert store.inserts == [b"a;", b"b;c;d;"]
-    assert sorted(done) == [b"a;", b"b;", b"c;", b"d;"]
+    assert store.inserts == [b"a;", b"b;c;", b"d;e;"]
+    assert sorted(done) == [b"a;", b"b;", b"c;", b"d;", b"e;"]
+    starts = [t - began for t in store.started]
+    assert starts[1] < 0.2 + 0.15  # "b" and "c" did not wait (a wait would start it at 0.5)
+    assert 0.45 <= starts[2] < 0.4 + 0.25  # started with "e", not at the end of the wait (0.7)
 
 
 def test_rows_the_store_refuses_fail_only_their_own_request() -> None:
