@@ -498,8 +498,8 @@ def decode(bytes data, Py_ssize_t max_attribute_bytes):
     start_ns, end_ns, status_code, status_message, attributes, structured, check, events,
     links)`` where ``attributes`` are the span's own (converted as ``otlp._convert_kvs``
     does), ``structured`` holds its array values, ``check`` says a value breaks a size
-    rule (the mapping then declines), ``events`` is ``None`` or a list of ``(name, time_ns, attributes)`` and ``links``
-    ``None`` or a list of ``(trace_id, span_id)``."""
+    rule (the mapping then declines), ``events`` is ``None`` or a list of ``(name, time_ns,
+    attributes)`` and ``links`` ``None`` or a list of ``(trace_id, span_id)``."""
     cdef Buf b
     cdef uint32_t field
     cdef int wire

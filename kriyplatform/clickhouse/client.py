@@ -111,7 +111,7 @@ _CHDB_MERGE_TREE_DEFAULTS = {
 }
 # An insert of pre-encoded rows has nothing to parallelise: one pipeline thread saves the
 # hand-offs between threads (~15 % of a group commit's time on chDB).
-_CHDB_INSERT_SETTINGS = {"max_threads": 1}
+_CHDB_INSERT_SETTINGS = "max_threads = 1"
 _CHDB_CONFIG_NAME = "kriy-chdb.xml"
 
 
@@ -185,8 +185,8 @@ def chdb_connection_string(path: str) -> str:
 
 def _with_settings(target: str) -> str:
     """``INSERT INTO target`` plus this engine's insert settings (after the target's own)."""
-    extra = ", ".join(f"{k} = {v}" for k, v in _CHDB_INSERT_SETTINGS.items())
-    return f"INSERT INTO {target}{', ' if ' SETTINGS ' in target else ' SETTINGS '}{extra}"
+    joiner = ", " if " SETTINGS " in target else " SETTINGS "
+    return f"INSERT INTO {target}{joiner}{_CHDB_INSERT_SETTINGS}"
 
 
 class ChdbTransport:
