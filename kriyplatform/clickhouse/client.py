@@ -89,10 +89,18 @@ _CHDB_SERVER_SETTINGS = {
     # - merges yield the CPU: requests wait for their insert, merges wait for nobody, so merge
     #   threads run at nice 10 and take the cycles that requests and inserts leave.
     "os_threads_nice_value_merge_mutate": 10,
+    # - one merge at a time: small packed parts merge horizontally (every column of every source
+    #   part read at once), ~100-190 MB per merge of ~12 fresh parts, and during an ingest
+    #   burst two to four of them ran together; that, not the data, made the server's peak
+    #   memory. Merges still keep up (a burst of 300,000 spans is down to a few parts within
+    #   seconds); throughput is unchanged on the ingest benchmark.
+    "background_pool_size": 1,
+    "background_merges_mutations_concurrency_ratio": 1,
 }
-# - merges: a horizontal merge of the 35-column spans table holds a write buffer per column
-#   stream (~200 MB for a merge of a few small parts); a vertical merge writes one column at a
-#   time (~40 MB) for about the same CPU.
+# - merges: a horizontal merge of the 35-column spans table holds buffers for every column of
+#   every source part (~100-190 MB for ~12 small parts); a vertical merge writes one column at
+#   a time (~20-75 MB) for about the same CPU. The engine merges vertically only into full
+#   (unpacked) parts, so this applies from the 64 MB below.
 # - packed parts: a part below 64 MB is stored as one file instead of ~14. On this VM's
 #   filesystem creating (and deleting) files dominated small inserts and merges: packed parts
 #   cut the engine's CPU per ingested span by about a quarter (insert ~21 → ~16 µs, merges

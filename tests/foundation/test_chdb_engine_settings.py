@@ -18,6 +18,12 @@ def test_merges_are_wide_packed_and_yield_the_cpu() -> None:
     assert _value("server_settings", "os_threads_nice_value_merge_mutate") == "10"
 
 
+def test_one_merge_runs_at_a_time() -> None:
+    # each merge of small packed parts holds ~100-190 MB: concurrent ones made the peak memory
+    assert _value("server_settings", "background_pool_size") == "1"
+    assert _value("server_settings", "background_merges_mutations_concurrency_ratio") == "1"
+
+
 def test_inserts_run_single_threaded_after_the_targets_own_settings() -> None:
     assert _with_settings("kriy.t") == "INSERT INTO kriy.t SETTINGS max_threads = 1"
     assert (
