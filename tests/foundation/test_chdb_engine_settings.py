@@ -22,6 +22,9 @@ def test_one_merge_runs_at_a_time() -> None:
     # each merge of small packed parts holds ~100-190 MB: concurrent ones made the peak memory
     assert _value("server_settings", "background_pool_size") == "1"
     assert _value("server_settings", "background_merges_mutations_concurrency_ratio") == "1"
+    # and each merge holds a compression buffer per column: small blocks keep those small
+    assert _value("merge_tree_settings", "max_compress_block_size") == str(64 << 10)
+    assert _value("merge_tree_settings", "min_compress_block_size") == str(16 << 10)
 
 
 def test_inserts_run_single_threaded_after_the_targets_own_settings() -> None:
