@@ -62,14 +62,17 @@ def test_releasing_start_up_pages_shrinks_resident_memory_and_the_engine_keeps_w
 ) -> None:
     site = _private_engine_copy(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.getcwd()])}
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env=env,
-    ).stdout.split()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+            env=env,
+        ).stdout.split()
+    finally:
+        shutil.rmtree(site / "chdb")  # the 555 MB copy: pytest keeps recent temp dirs
     own_before, own_after, advised = (int(x) for x in out)
     assert advised > 100 << 20  # the library's read-only mappings
     assert own_before > 100, f"start-up touched {own_before} MB of the library's own pages"
