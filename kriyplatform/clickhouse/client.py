@@ -92,8 +92,9 @@ _CHDB_SERVER_SETTINGS = {
     # - one merge at a time: small packed parts merge horizontally (every column of every source
     #   part read at once), ~100-190 MB per merge of ~12 fresh parts (~55-105 MB with the
     #   compression blocks below), and during an ingest burst two to four of them ran together;
-    #   that, not the data, made the server's peak memory. Merges still keep up (300,000 spans inserted back to back are down to 5-15
-    #   parts within a second); throughput is unchanged on the ingest benchmark.
+    #   that, not the data, made the server's peak memory. Merges still keep up (300,000 spans
+    #   inserted back to back are down to 5-15 parts within a second); throughput is unchanged
+    #   on the ingest benchmark.
     "background_pool_size": 1,
     "background_merges_mutations_concurrency_ratio": 1,
 }
