@@ -520,3 +520,188 @@ def decode(bytes data, Py_ssize_t max_attribute_bytes):
     except (Unsupported, UnicodeDecodeError):
         return None
     return resources, counter[0]
+
+
+# --- JSON text already in canonical form -------------------------------------------------------
+# An ``input.value`` / ``output.value`` with a JSON mime type is stored as
+# ``orjson.dumps(orjson.loads(text))``. Most agents send it compact already, so the round trip
+# (about 3 us for a 400-byte message list, mostly building the Python objects) gives back the
+# same bytes. ``canonical_json`` recognises that case by scanning the text once.
+
+cdef enum:
+    _MAX_DEPTH = 64
+    _MAX_KEYS = 256  # keys of the objects open at once
+
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.string cimport memcmp
+
+
+cdef struct JScan:
+    const unsigned char* s
+    Py_ssize_t n
+    Py_ssize_t nkeys
+    Py_ssize_t kstart[_MAX_KEYS]
+    Py_ssize_t klen[_MAX_KEYS]
+
+
+cdef Py_ssize_t _jstring(JScan* j, Py_ssize_t i) noexcept:
+    """A string starting at the quote ``s[i]``: where it ends, or -1 when orjson would write
+    it differently (any escape other than its own short ones) or it is not valid JSON."""
+    cdef const unsigned char* s = j.s
+    cdef Py_ssize_t n = j.n
+    cdef unsigned char c
+    i += 1
+    while i < n:
+        c = s[i]
+        if c == 34:  # "
+            return i + 1
+        if c == 92:  # backslash
+            if i + 1 >= n:
+                return -1
+            c = s[i + 1]
+            if c == 34 or c == 92 or c == 98 or c == 102 or c == 110 or c == 114 or c == 116:
+                i += 2  # \" \\ \b \f \n \r \t: as orjson writes them
+                continue
+            return -1  # \/ and \uXXXX: orjson writes the character itself
+        if c < 0x20:
+            return -1  # a raw control character: not JSON
+        i += 1
+    return -1
+
+
+cdef Py_ssize_t _jnumber(JScan* j, Py_ssize_t i) noexcept:
+    """An integer of at most 18 digits (an int64 both ways), not ``-0``; -1 otherwise
+    (fractions and exponents are left to orjson, which may write them differently)."""
+    cdef const unsigned char* s = j.s
+    cdef Py_ssize_t n = j.n
+    cdef Py_ssize_t start
+    cdef bint neg = False
+    if s[i] == 45:  # -
+        neg = True
+        i += 1
+    start = i
+    if i >= n:
+        return -1
+    if s[i] == 48:  # 0
+        if neg:
+            return -1
+        i += 1
+    elif 49 <= s[i] <= 57:
+        while i < n and 48 <= s[i] <= 57:
+            i += 1
+        if i - start > 18:
+            return -1
+    else:
+        return -1
+    if i < n and (s[i] == 46 or s[i] == 101 or s[i] == 69 or 48 <= s[i] <= 57):
+        return -1  # . e E, or a leading zero followed by digits
+    return i
+
+
+cdef Py_ssize_t _jliteral(JScan* j, Py_ssize_t i, const char* word, Py_ssize_t size) noexcept:
+    if j.n - i < size or memcmp(j.s + i, word, size) != 0:
+        return -1
+    return i + size
+
+
+cdef Py_ssize_t _jvalue(JScan* j, Py_ssize_t i, int depth) noexcept:
+    """The value starting at ``s[i]``: where it ends, or -1 when not canonical."""
+    cdef const unsigned char* s = j.s
+    cdef Py_ssize_t n = j.n
+    cdef Py_ssize_t first_key
+    cdef Py_ssize_t k
+    cdef Py_ssize_t key_end
+    cdef Py_ssize_t key_len
+    cdef unsigned char c
+    if i >= n:
+        return -1
+    c = s[i]
+    if c == 34:
+        return _jstring(j, i)
+    if c == 123:  # {
+        if depth >= _MAX_DEPTH:
+            return -1
+        i += 1
+        if i < n and s[i] == 125:
+            return i + 1
+        first_key = j.nkeys
+        while True:
+            if i >= n or s[i] != 34:
+                return -1
+            key_end = _jstring(j, i)
+            if key_end < 0:
+                return -1
+            key_len = key_end - i
+            # a repeated key: orjson keeps one, so the text changes (spellings are unique here)
+            for k in range(first_key, j.nkeys):
+                if j.klen[k] == key_len and memcmp(s + j.kstart[k], s + i, key_len) == 0:
+                    return -1
+            if j.nkeys >= _MAX_KEYS:
+                return -1
+            j.kstart[j.nkeys] = i
+            j.klen[j.nkeys] = key_len
+            j.nkeys += 1
+            i = key_end
+            if i >= n or s[i] != 58:  # :
+                return -1
+            i = _jvalue(j, i + 1, depth + 1)
+            if i < 0 or i >= n:
+                return -1
+            if s[i] == 44:  # ,
+                i += 1
+                continue
+            if s[i] == 125:  # }
+                j.nkeys = first_key  # this object's keys no longer collide with anything
+                return i + 1
+            return -1
+    if c == 91:  # [
+        if depth >= _MAX_DEPTH:
+            return -1
+        i += 1
+        if i < n and s[i] == 93:
+            return i + 1
+        while True:
+            i = _jvalue(j, i, depth + 1)
+            if i < 0 or i >= n:
+                return -1
+            if s[i] == 44:
+                i += 1
+                continue
+            if s[i] == 93:  # ]
+                return i + 1
+            return -1
+    if c == 45 or 48 <= c <= 57:
+        return _jnumber(j, i)
+    if c == 116:
+        return _jliteral(j, i, b"true", 4)
+    if c == 102:
+        return _jliteral(j, i, b"false", 5)
+    if c == 110:
+        return _jliteral(j, i, b"null", 4)
+    return -1
+
+
+def canonical_json(object text):
+    """``text`` as UTF-8 bytes when it is a JSON object or array written exactly as
+    ``orjson.dumps(orjson.loads(text))`` would write it, else ``None`` (then parse it).
+
+    Canonical here means: no whitespace outside strings, no repeated key in an object, strings
+    with only orjson's short escapes, integers of at most 18 digits and no fractions or
+    exponents, at most 64 levels deep. Valid JSON outside that is not refused, only declined."""
+    cdef JScan j
+    cdef Py_ssize_t size
+    cdef const char* data
+    if type(text) is not str:
+        return None
+    try:
+        data = PyUnicode_AsUTF8AndSize(text, &size)
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    if size < 2 or (data[0] != b'{' and data[0] != b'['):
+        return None
+    j.s = <const unsigned char*>data
+    j.n = size
+    j.nkeys = 0
+    if _jvalue(&j, 0, 0) != size:
+        return None
+    return PyBytes_FromStringAndSize(data, size)

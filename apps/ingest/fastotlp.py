@@ -52,9 +52,11 @@ from apps.ingest.otlp import (
 )
 
 try:  # compiled at install (pip install -e .); without it, protobuf's objects are read
+    from apps.ingest._otlpwire import canonical_json as _canonical_json
     from apps.ingest._otlpwire import decode as _wire_decode
 except ImportError:  # pragma: no cover - a build without a C compiler
     _wire_decode = None
+    _canonical_json = None
 
 _CONTAINERS = (dict, list)
 _KRIY_KEYS = frozenset(
@@ -291,6 +293,11 @@ class _Columns:
             if v is None:
                 append("")
                 continue
+            if type(v) is bytes:  # JSON text already canonical (``_parse``)
+                if len(v) > limit:
+                    raise _Decline
+                append(v)
+                continue
             try:
                 text = dumps(v)
             except orjson.JSONEncodeError:  # nested deeper than orjson encodes: slow path says so
@@ -301,7 +308,15 @@ class _Columns:
         return col
 
     def _parse(self, text: str) -> Any:
-        """otlp._parse_json_text (sizes are measured on the canonical text, _json_column)."""
+        """otlp._parse_json_text (sizes are measured on the canonical text, _json_column).
+
+        A JSON object or array already written as orjson writes it comes back as its UTF-8
+        bytes, stored as is (``_json_column``): the same bytes as parsing it and writing it
+        again, without building the objects. No parsed value is ``bytes``."""
+        if _canonical_json is not None:
+            raw = _canonical_json(text)
+            if raw is not None:
+                return raw
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -316,11 +331,7 @@ class _Columns:
         v = attrs.pop(key)
         if type(v) is not str:
             return v
-        try:
-            value = orjson.loads(v)
-        except orjson.JSONDecodeError:
-            return v
-        return value
+        return self._parse(v)
 
     def _span(self, sp: Any, base: dict, service: str | None, res_session: str | None) -> None:
         """One protobuf Span object."""
