@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from django.core.cache import cache
 
-from apps.ingest.native import resolve_invoke_agent
+from apps.ingest.native import inherit_sessions, resolve_invoke_agent
 from kriyplatform.clickhouse.client import ch_select
 from kriyplatform.errors import AppError, NotFound
 
@@ -223,6 +223,10 @@ def trace_get(*, project_id: int, trace_id: str) -> dict[str, Any]:
     rows = trace_spans(project_id=project_id, trace_id=trace_id.lower())
     if not rows:
         raise NotFound("trace not found")
+    # spans.md §4: a span without a session takes its trace's (its root's). Ingest fills it in
+    # when the root comes in the same request; an exporter that sends each span as it ends
+    # sends children first, so the rest is filled in here.
+    inherit_sessions(rows)
     resolve_invoke_agent(rows)
     judgement = trace_judgement(project_id=project_id, trace_id=trace_id.lower())
     return {

@@ -162,3 +162,22 @@ def test_otlp_rate_limit_is_429_with_retry_after(tenant_a, settings) -> None:
     )
     resp = api.post("/v1/traces", data=sdk_request().SerializeToString(), content_type=PROTOBUF)
     assert resp.status_code == 429 and int(resp["Retry-After"]) >= 1
+
+
+def test_children_sent_before_their_root_show_the_roots_session(tenant_a) -> None:
+    """An exporter sending each span as it ends (SimpleSpanProcessor) sends children first."""
+    req = sdk_request(conversation="conv-late")
+    spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert len(spans) == 4 and not spans[-1].parent_span_id  # the root ends, and is sent, last
+    for span in spans:
+        one = type(req)()
+        one.resource_spans.add().CopyFrom(req.resource_spans[0])
+        del one.resource_spans[0].scope_spans[0].spans[:]
+        one.resource_spans[0].scope_spans[0].spans.append(span)
+        resp = tenant_a.api().post(
+            "/v1/traces", data=one.SerializeToString(), content_type=PROTOBUF
+        )
+        assert resp.status_code == 200, resp.content
+    trace_id = spans[0].trace_id.hex()
+    got = tenant_a.api().get(f"/api/v1/traces/{trace_id}").json()["spans"]
+    assert [s["session_id"] for s in got] == ["conv-late"] * 4
