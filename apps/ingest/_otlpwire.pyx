@@ -523,15 +523,17 @@ def decode(bytes data, Py_ssize_t max_attribute_bytes):
 
 
 # --- JSON text already in canonical form -------------------------------------------------------
-# An ``input.value`` / ``output.value`` with a JSON mime type is stored as
-# ``orjson.dumps(orjson.loads(text))``. Most agents send it compact already, so the round trip
-# (about 3 us for a 400-byte message list, mostly building the Python objects) gives back the
-# same bytes. ``canonical_json`` recognises that case by scanning the text once.
+# ``input``/``output`` are stored as ``orjson.dumps(orjson.loads(text))``: an OTLP
+# ``input.value`` / ``output.value`` with a JSON mime type, and the raw JSON of a native span's
+# ``input``/``output``. Most agents send it compact already, so the round trip (about 3 us for a
+# 400-byte message list, mostly building the Python objects) gives back the same bytes.
+# ``canonical_json`` recognises that case by scanning the text once.
 
 cdef enum:
     _MAX_DEPTH = 64
     _MAX_KEYS = 256  # keys of the objects open at once
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.string cimport memcmp
 
@@ -544,15 +546,51 @@ cdef struct JScan:
     Py_ssize_t klen[_MAX_KEYS]
 
 
+cdef inline Py_ssize_t _utf8_char(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """The length of the UTF-8 sequence starting with the non-ASCII byte ``s[i]``, or -1 when
+    it is not one that a strict decoder (and orjson) accepts: no overlong forms, no surrogates,
+    nothing past U+10FFFF."""
+    cdef unsigned char c = s[i]
+    cdef unsigned char c1
+    if c < 0xC2 or c > 0xF4:
+        return -1  # a continuation byte, an overlong lead, or past U+10FFFF
+    if i + 1 >= n:
+        return -1
+    c1 = s[i + 1]
+    if (c1 & 0xC0) != 0x80:
+        return -1
+    if c < 0xE0:
+        return 2
+    if (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 >= 0xA0):
+        return -1  # overlong, or a surrogate
+    if i + 2 >= n or (s[i + 2] & 0xC0) != 0x80:
+        return -1
+    if c < 0xF0:
+        return 3
+    if (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 >= 0x90):
+        return -1  # overlong, or past U+10FFFF
+    if i + 3 >= n or (s[i + 3] & 0xC0) != 0x80:
+        return -1
+    return 4
+
+
 cdef Py_ssize_t _jstring(JScan* j, Py_ssize_t i) noexcept:
     """A string starting at the quote ``s[i]``: where it ends, or -1 when orjson would write
-    it differently (any escape other than its own short ones) or it is not valid JSON."""
+    it differently (any escape other than its own short ones) or it is not valid JSON
+    (raw control characters, invalid UTF-8)."""
     cdef const unsigned char* s = j.s
     cdef Py_ssize_t n = j.n
+    cdef Py_ssize_t size
     cdef unsigned char c
     i += 1
     while i < n:
         c = s[i]
+        if c >= 0x80:
+            size = _utf8_char(s, i, n)
+            if size < 0:
+                return -1
+            i += size
+            continue
         if c == 34:  # "
             return i + 1
         if c == 92:  # backslash
@@ -682,26 +720,40 @@ cdef Py_ssize_t _jvalue(JScan* j, Py_ssize_t i, int depth) noexcept:
 
 
 def canonical_json(object text):
-    """``text`` as UTF-8 bytes when it is a JSON object or array written exactly as
+    """``text`` (a str, or UTF-8 bytes or another buffer such as ``msgspec.Raw``) as UTF-8
+    bytes when it is a JSON object or array written exactly as
     ``orjson.dumps(orjson.loads(text))`` would write it, else ``None`` (then parse it).
 
     Canonical here means: no whitespace outside strings, no repeated key in an object, strings
-    with only orjson's short escapes, integers of at most 18 digits and no fractions or
-    exponents, at most 64 levels deep. Valid JSON outside that is not refused, only declined."""
+    in valid UTF-8 with only orjson's short escapes, integers of at most 18 digits and no
+    fractions or exponents, at most 64 levels deep. Valid JSON outside that is not refused, only
+    declined."""
     cdef JScan j
+    cdef Py_buffer view
     cdef Py_ssize_t size
     cdef const char* data
-    if type(text) is not str:
+    if type(text) is str:
+        try:
+            data = PyUnicode_AsUTF8AndSize(text, &size)
+        except UnicodeEncodeError:  # a lone surrogate
+            return None
+        return _canonical(&j, data, size)
+    try:
+        PyObject_GetBuffer(text, &view, PyBUF_SIMPLE)
+    except TypeError:  # neither text nor bytes
         return None
     try:
-        data = PyUnicode_AsUTF8AndSize(text, &size)
-    except UnicodeEncodeError:  # a lone surrogate
-        return None
+        return _canonical(&j, <const char*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _canonical(JScan* j, const char* data, Py_ssize_t size):
     if size < 2 or (data[0] != b'{' and data[0] != b'['):
         return None
     j.s = <const unsigned char*>data
     j.n = size
     j.nkeys = 0
-    if _jvalue(&j, 0, 0) != size:
+    if _jvalue(j, 0, 0) != size:
         return None
     return PyBytes_FromStringAndSize(data, size)

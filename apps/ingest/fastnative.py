@@ -41,6 +41,11 @@ from apps.ingest.native import (
     usage_count,
 )
 
+try:  # compiled at install (pip install -e .); without it every value is parsed
+    from apps.ingest._otlpwire import canonical_json as _canonical_json
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _canonical_json = None
+
 _HEX32 = re.compile(r"[0-9a-f]{32}").fullmatch
 _HEX_LOWER_RUN = re.compile(r"[0-9a-f]*").fullmatch
 _HEX_RUN = re.compile(r"[0-9a-fA-F]*").fullmatch
@@ -267,22 +272,36 @@ def _times(values: tuple) -> list[int]:
 def _json_column(raws: tuple, limit: int) -> list[Any]:
     """``input``/``output``: orjson parses the raw values (as the slow path does); objects and
     arrays become their canonical JSON text (bytes), other values their JSON
-    text as a string, absent ones ``""``."""
+    text as a string, absent ones ``""``. An object or array sent exactly as orjson writes it
+    is kept as sent (``_otlpwire.canonical_json``: the same bytes, without the round trip)."""
     n = len(raws)
     if raws.count(_NULL) == n:
         return [""] * n
+    col: list[Any] = [""] * n
+    parse: list[int] = []  # the values the scan leaves to orjson
+    if _canonical_json is None:
+        parse = [i for i in range(n) if raws[i] != _NULL]
+    else:
+        for i, raw in enumerate(raws):
+            text = _canonical_json(raw)
+            if text is None:
+                if raw != _NULL:
+                    parse.append(i)
+            elif len(text) > limit:
+                raise _Decline
+            else:
+                col[i] = text
+    if not parse:
+        return col
     try:
-        values = orjson.loads(b"[" + b",".join(raws) + b"]")
+        values = orjson.loads(b"[" + b",".join([raws[i] for i in parse]) + b"]")
     except orjson.JSONDecodeError:
         raise _Decline from None
-    if len(values) != n:
+    if len(values) != len(parse):
         raise _Decline
     dumps = orjson.dumps
-    col: list[Any] = []
-    append = col.append
-    for v in values:
+    for i, v in zip(parse, values, strict=True):
         if v is None:
-            append("")
             continue
         try:
             text = dumps(v)
@@ -290,7 +309,7 @@ def _json_column(raws: tuple, limit: int) -> list[Any]:
             raise _Decline from None
         if len(text) > limit:  # canonical text can outgrow the raw text (1E15 → 1000000000000000.0)
             raise _Decline
-        append(text if type(v) in _CONTAINERS else text.decode())
+        col[i] = text if type(v) in _CONTAINERS else text.decode()
     return col
 
 

@@ -1,7 +1,8 @@
 """JSON text already in canonical form is stored as sent (``_otlpwire.canonical_json``).
 
 An OTLP ``input.value`` / ``output.value`` with a JSON mime type (and a GenAI messages
-attribute sent as text) is stored as ``orjson.dumps(orjson.loads(text))``. The scanner may hand
+attribute sent as text), and a native span's ``input``/``output``, are stored as
+``orjson.dumps(orjson.loads(text))``. The scanner may hand
 back the text itself only when that round trip would give exactly the same bytes; anything else
 it declines and the text is parsed as before."""
 
@@ -14,7 +15,8 @@ import orjson
 import pytest
 from apps.ingest._otlpwire import canonical_json
 
-from apps.ingest import fastotlp
+from apps.ingest import fastnative, fastotlp
+from tests.ingest import test_fastnative as native
 from tests.ingest.test_fastotlp import assert_same, request, sp
 
 ALPHABET = [
@@ -125,9 +127,28 @@ def test_declined(text: str) -> None:
     assert canonical_json(text) is None
 
 
-def test_only_text_is_scanned() -> None:
-    assert canonical_json(b"[]") is None
+def test_bytes_are_scanned_as_utf8_like_orjson_reads_them() -> None:
+    rng = random.Random(12)
+    broken = [b"\xff", b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+              b"\xc3", b"\xe2\x82", b"\x80", b"\xf5\x80\x80\x80"]  # fmt: skip
+    taken = 0
+    for _ in range(3000):
+        data = orjson.dumps(random_value(rng))
+        if rng.random() < 0.5 and len(data) > 2:  # a broken or truncated sequence somewhere
+            at = rng.randrange(1, len(data) - 1)
+            data = data[:at] + rng.choice(broken) + data[at:]
+        got = canonical_json(data)
+        if got is not None:
+            taken += 1
+            assert got == roundtrip(data) == data, data
+        assert canonical_json(memoryview(data)) == got
+    assert taken > 200  # and it does take valid compact JSON
+
+
+def test_only_text_and_buffers_are_scanned() -> None:
     assert canonical_json(None) is None
+    assert canonical_json(7) is None
+    assert canonical_json(b"[]") == b"[]"
 
 
 @pytest.mark.parametrize(
@@ -158,5 +179,34 @@ def test_stored_like_the_detailed_path(text: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        '[{"role":"user","content":"caf\u00e9 \\"ok\\""}]',  # a JSON string, and compact JSON inside
+        [{"role": "user", "content": 'café "ok"\n'}],
+        {"a": 1, "b": [True, None, -3], "c": {}},
+        {"n": 1.5, "big": 10**18},  # left to orjson
+    ],
+)
+def test_native_input_and_output_are_stored_like_the_detailed_path(value) -> None:
+    from tests.factories import span
+
+    for text in (orjson.dumps(value), json.dumps(value).encode()):
+        body = b'{"spans":[' + orjson.dumps(span())[:-1] + b',"input":' + text + b',"output":'
+        body += text + b"}]}"
+        native.assert_same(body)
+
+
+def test_native_values_over_the_size_limit_are_left_to_the_detailed_path() -> None:
+    from apps.ingest.native import Limits
+    from tests.factories import span
+
+    text = orjson.dumps([{"content": "x" * 100}])
+    body = orjson.dumps({"spans": [span(input=orjson.loads(text))]})
+    assert native.fast_block(body, Limits(max_io_bytes=len(text))) is not None
+    assert native.fast_block(body, Limits(max_io_bytes=len(text) - 1)) is None
+
+
 def test_the_scanner_is_used() -> None:
     assert fastotlp._canonical_json is canonical_json
+    assert fastnative._canonical_json is canonical_json
