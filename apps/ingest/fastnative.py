@@ -15,7 +15,9 @@ Where the two parsers could disagree, this path declines:
 - list attributes longer than 256 items or with strings over ``max_attribute_bytes // 256``
   characters (their size rule is a sum);
 - ``input``/``output`` are kept raw by msgspec and parsed by orjson itself, exactly like the slow
-  path, and re-encoded by orjson: the stored text is the same.
+  path, and re-encoded by orjson: the stored text is the same. An object or array already
+  written as orjson writes it is recognised by one scan (``_otlpwire.canonical_json``) and kept
+  as sent, which is those same bytes.
 """
 
 # No ``from __future__ import annotations``: msgspec reads the annotations of the structs that
